@@ -1,0 +1,134 @@
+"""Generation speed of `ondevice run`'s path against a bare llama-cpp-python decode loop.
+
+Both use the same model file, prompt tokens, threads, context size and llama.cpp's native greedy
+sampler, and generate exactly the same number of tokens. They run alternately in one process tree,
+so the machine's noise hits both; the script prints per-round figures, medians and their ratio.
+
+    python benchmarks/run_vs_bare.py [--rounds 5] [--tokens 128] [--threads N] [REF ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import statistics
+import time
+
+import llama_cpp
+
+from ondevice.refs import resolve
+from ondevice.runtime.engine import WorkerModel, single_turn
+from ondevice.runtime.llama_session import default_threads
+from ondevice.runtime.protocol import Finished, GenerationParams, LoadOptions, TokenEvent
+
+PROMPT = "Write a short story about a lighthouse keeper who finds a message in a bottle."
+
+
+@llama_cpp.llama_log_callback
+def _quiet(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+    pass
+
+
+class BareLoop:
+    """The least Python a llama-cpp-python user can put around llama_decode."""
+
+    def __init__(self, path: str, n_ctx: int, threads: int) -> None:
+        llama_cpp.llama_log_set(_quiet, ctypes.c_void_p(0))
+        llama_cpp.llama_backend_init()
+        self.model = llama_cpp.llama_model_load_from_file(
+            path.encode(), llama_cpp.llama_model_default_params()
+        )
+        cparams = llama_cpp.llama_context_default_params()
+        cparams.n_ctx, cparams.n_batch, cparams.n_ubatch = n_ctx, 512, 512
+        cparams.n_threads = cparams.n_threads_batch = threads
+        self.ctx = llama_cpp.llama_init_from_model(self.model, cparams)
+        self.memory = llama_cpp.llama_get_memory(self.ctx)
+
+    def generate(self, prompt_tokens: list[int], n: int) -> float:
+        """Decode `n` tokens greedily after the prompt; return tokens/s after the first one."""
+        llama_cpp.llama_memory_clear(self.memory, True)
+        array = (llama_cpp.llama_token * len(prompt_tokens))(*prompt_tokens)
+        llama_cpp.llama_decode(self.ctx, llama_cpp.llama_batch_get_one(array, len(prompt_tokens)))
+        sampler = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
+        llama_cpp.llama_sampler_chain_add(sampler, llama_cpp.llama_sampler_init_greedy())
+        one = (llama_cpp.llama_token * 1)()
+        batch = llama_cpp.llama_batch_get_one(one, 1)
+        first = last = 0.0
+        for i in range(n):
+            one[0] = llama_cpp.llama_sampler_sample(sampler, self.ctx, -1)
+            last = time.perf_counter()
+            if i == 0:
+                first = last
+            if i < n - 1:
+                llama_cpp.llama_decode(self.ctx, batch)
+        llama_cpp.llama_sampler_free(sampler)
+        return (n - 1) / (last - first)
+
+    def close(self) -> None:
+        llama_cpp.llama_free(self.ctx)
+        llama_cpp.llama_model_free(self.model)
+
+
+def ours(worker: WorkerModel, request) -> tuple[float, list[int], list[int]]:
+    """Tokens/s as the user sees them: from the first streamed token to the last, over the pipe."""
+    times: list[float] = []
+    finished = None
+    for event in worker.stream(request):
+        if isinstance(event, TokenEvent) and event.token_id >= 0:
+            times.append(time.perf_counter())
+        elif isinstance(event, Finished):
+            finished = event
+    assert finished is not None
+    prompt_tokens = worker.tokenize(finished.prompt.text, add_special=True, parse_special=True)
+    return (len(times) - 1) / (times[-1] - times[0]), prompt_tokens, list(finished.token_ids)
+
+
+def bench(ref: str, rounds: int, n: int, threads: int, n_ctx: int) -> float:
+    model = resolve(ref)
+    params = GenerationParams(max_tokens=n, temperature=0, ignore_eos=True)
+    worker = WorkerModel(model.path, LoadOptions(n_ctx=n_ctx, n_threads=threads), label=model.display_name)
+    bare = BareLoop(str(model.path), n_ctx, threads)
+    request = single_turn(model.kind, bool(worker.facts.chat_template), PROMPT, params)
+    worker.reset()
+    ours(worker, request)  # warm-up, and the prompt tokens for the bare loop
+    _, prompt_tokens, _ = ours(worker, request)
+    bare.generate(prompt_tokens, n)  # warm-up
+    ours_tps, bare_tps = [], []
+    print(
+        f"\n{model.display_name} ({model.kind.value}), {threads} threads, {n} tokens, "
+        f"prompt {len(prompt_tokens)} tokens"
+    )
+    for r in range(rounds):
+        worker.reset()
+        ours_tps.append(ours(worker, request)[0])
+        bare_tps.append(bare.generate(prompt_tokens, n))
+        print(f"  round {r + 1}: ondevice {ours_tps[-1]:7.1f} tok/s   bare loop {bare_tps[-1]:7.1f} tok/s")
+    worker.close()
+    bare.close()
+    ratio = statistics.median(ours_tps) / statistics.median(bare_tps)
+    print(
+        f"  median: ondevice {statistics.median(ours_tps):.1f} tok/s, "
+        f"bare {statistics.median(bare_tps):.1f} tok/s"
+        f"  ratio {ratio:.3f}"
+    )
+    return ratio
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("refs", nargs="*", default=["bundled:smollm2-135m-instruct", "bundled:gemma-3-270m"])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--tokens", type=int, default=128)
+    parser.add_argument("--threads", type=int, default=default_threads())
+    parser.add_argument("--ctx", type=int, default=4096)
+    args = parser.parse_args()
+    ratios = {ref: bench(ref, args.rounds, args.tokens, args.threads, args.ctx) for ref in args.refs}
+    print("\nratio ondevice/bare (goal >= 0.95):")
+    for ref, ratio in ratios.items():
+        print(f"  {ref}: {ratio:.3f} {'ok' if ratio >= 0.95 else 'BELOW GOAL'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Converters: Hugging Face checkpoints to GGUF, and quantization (see the converters issue)."""

@@ -1,0 +1,54 @@
+"""ondevice command-line interface: thin shells over the library."""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from ..errors import OndeviceError
+from . import chat, compare, models, run
+
+DEBUG_ENV = "ONDEVICE_DEBUG"
+
+
+def debug_enabled() -> bool:
+    return os.environ.get(DEBUG_ENV, "") not in ("", "0")
+
+
+class OndeviceGroup(click.Group):
+    """The one error boundary: a user's mistake is one line and a non-zero exit."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except OndeviceError as exc:
+            if debug_enabled():
+                raise
+            raise click.ClickException(str(exc)) from None
+        except KeyboardInterrupt:
+            raise click.Abort() from None
+        except Exception as exc:
+            if debug_enabled():
+                raise
+            raise click.ClickException(
+                f"internal error: {type(exc).__name__}: {exc} (run with {DEBUG_ENV}=1 for the traceback)"
+            ) from None
+
+
+@click.group(cls=OndeviceGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="ondevice")
+def cli() -> None:
+    """Run, measure and compare quantized base and instruct models on this machine."""
+
+
+cli.add_command(models.models)
+cli.add_command(run.run)
+cli.add_command(chat.chat)
+cli.add_command(compare.compare)
+
+
+def main() -> None:
+    cli()

@@ -1,0 +1,104 @@
+"""ondevice chat REF: a plain multi-turn chat in the terminal."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from ..prompting import Message
+from ..runtime.engine import WorkerModel, chat_turn
+from ..runtime.protocol import Finished, TokenEvent
+from .common import (
+    describe_model,
+    generation_options,
+    load_from,
+    load_options,
+    note,
+    params_from,
+    resolve_with_progress,
+    stats_line,
+)
+
+HELP = (
+    "/reset starts over, /system TEXT sets the system prompt, /exit leaves (or Ctrl-D); "
+    "Ctrl-C stops an answer"
+)
+
+
+@click.command()
+@click.argument("ref")
+@click.option("--system", "system_prompt", default=None, help="System prompt for the conversation.")
+@click.option("--stats/--no-stats", default=True, help="Print a stats line after each answer.")
+@generation_options
+@load_options
+def chat(ref: str, system_prompt: str | None, stats: bool, **kwargs) -> None:
+    """Chat with REF in the terminal. An instruct model uses its chat template; a base model a transcript."""
+    params, options = params_from(kwargs), load_from(kwargs)
+    model = resolve_with_progress(ref)
+    note(f"loading {describe_model(model)}")
+    with WorkerModel(model.path, options, label=model.display_name) as worker:
+        has_template = bool(worker.facts.chat_template)
+        if not has_template:
+            note("this model has no chat template: it sees the chat as a User:/Assistant: transcript")
+        note(HELP)
+        history: list[Message] = []
+        while True:
+            try:
+                line = input("you> ")
+            except EOFError:
+                click.echo()
+                return
+            except KeyboardInterrupt:
+                click.echo()
+                note("(/exit or Ctrl-D leaves)")
+                continue
+            text = line.strip()
+            if not text:
+                continue
+            if text == "/exit":
+                return
+            if text == "/reset":
+                history.clear()
+                worker.reset()
+                note("conversation reset")
+                continue
+            if text.startswith("/system"):
+                system_prompt = text.removeprefix("/system").strip() or None
+                history.clear()
+                worker.reset()
+                note(f"system prompt {'set' if system_prompt else 'cleared'}; conversation reset")
+                continue
+            if text.startswith("/"):
+                note(f"unknown command {text.split()[0]}; {HELP}")
+                continue
+            history.append(Message("user", text))
+            messages = ([Message("system", system_prompt)] if system_prompt else []) + history
+            finished = _answer(worker, chat_turn(has_template, messages, params))
+            if finished is None:
+                history.pop()
+                continue
+            history.append(Message("assistant", finished.text))
+            if stats:
+                note(
+                    stats_line(finished.stats)
+                    + (" · stopped" if finished.stats.stop_reason == "cancelled" else "")
+                )
+
+
+def _answer(worker: WorkerModel, request) -> Finished | None:
+    """Stream one answer; Ctrl-C stops it and keeps what was said so far."""
+    finished = None
+    sys.stdout.write("model> ")
+    try:
+        for event in worker.stream(request):
+            if isinstance(event, TokenEvent):
+                sys.stdout.write(event.text)
+                sys.stdout.flush()
+            elif isinstance(event, Finished):
+                finished = event
+    except KeyboardInterrupt:
+        worker.cancel()
+        finished = worker.drain()
+    click.echo()
+    return finished

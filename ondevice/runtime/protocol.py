@@ -1,0 +1,152 @@
+"""Plain data that crosses the process boundary between the parent and a model worker."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from ..prompting import Message, PromptMode
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """How llama.cpp loads a model and sizes its context."""
+
+    n_ctx: int = 4096
+    n_threads: int | None = None  # None: the machine's physical cores
+    n_batch: int = 512
+    n_gpu_layers: int = 0
+    use_mmap: bool = True
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    """Sampling and stopping; temperature <= 0 means greedy."""
+
+    max_tokens: int = 256
+    temperature: float = 0.8
+    top_p: float = 0.95
+    top_k: int = 40
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+    ignore_eos: bool = False  # generate exactly max_tokens, as speed benchmarks need
+
+
+@dataclass(frozen=True)
+class GenerateRequest:
+    messages: tuple[Message, ...]
+    mode: PromptMode
+    params: GenerationParams = GenerationParams()
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """What the worker learned while loading."""
+
+    n_ctx: int
+    n_ctx_train: int
+    n_vocab: int
+    n_threads: int
+    n_gpu_layers: int
+    model_size_bytes: int
+    load_seconds: float
+    bos_text: str
+    eos_text: str
+    add_bos: bool
+    chat_template: str | None
+    system_info: str
+    pid: int
+
+
+@dataclass(frozen=True)
+class PromptReady:
+    """The exact text the model received and how many tokens it had."""
+
+    text: str
+    n_tokens: int
+    n_reused: int  # tokens already in the KV cache from the previous turn
+
+
+@dataclass(frozen=True)
+class TokenEvent:
+    text: str  # may be empty while a multi-byte character is incomplete
+    token_id: int
+    t: float  # seconds since the request started
+
+
+@dataclass(frozen=True)
+class GenerationStats:
+    prompt_tokens: int  # tokens in the rendered prompt
+    prompt_tokens_evaluated: int  # those not already in the KV cache
+    generated_tokens: int
+    prompt_seconds: float
+    generation_seconds: float  # from the first generated token to the last
+    time_to_first_token: float
+    peak_rss_bytes: int
+    stop_reason: str  # "eos", "length", "stop", "cancelled"
+
+    @property
+    def prompt_tps(self) -> float:
+        return _rate(self.prompt_tokens_evaluated, self.prompt_seconds)
+
+    @property
+    def generation_tps(self) -> float:
+        # The first token comes out of prompt processing; decode speed counts the tokens after it.
+        return _rate(self.generated_tokens - 1, self.generation_seconds)
+
+    def as_dict(self) -> dict[str, float | int | str]:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "prompt_tokens_evaluated": self.prompt_tokens_evaluated,
+            "generated_tokens": self.generated_tokens,
+            "prompt_seconds": round(self.prompt_seconds, 6),
+            "generation_seconds": round(self.generation_seconds, 6),
+            "time_to_first_token_s": round(self.time_to_first_token, 6),
+            "prompt_tps": round(self.prompt_tps, 3),
+            "generation_tps": round(self.generation_tps, 3),
+            "peak_rss_bytes": self.peak_rss_bytes,
+            "stop_reason": self.stop_reason,
+        }
+
+
+def _rate(n: int, seconds: float) -> float:
+    return n / seconds if n > 0 and seconds > 0 and math.isfinite(seconds) else 0.0
+
+
+@dataclass(frozen=True)
+class Finished:
+    text: str
+    token_ids: tuple[int, ...]
+    prompt: PromptReady
+    stats: GenerationStats
+
+
+@dataclass(frozen=True)
+class Failed:
+    """A request failed inside the worker, which is still alive."""
+
+    message: str
+    kind: str = "error"  # "prompt" for a user's prompt mistake
+
+
+@dataclass(frozen=True)
+class TokenizeRequest:
+    text: str
+    add_special: bool = False
+    parse_special: bool = False
+
+
+@dataclass(frozen=True)
+class DetokenizeRequest:
+    token_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class ResetRequest:
+    """Forget the KV cache (a new conversation)."""
+
+
+@dataclass(frozen=True)
+class Reply:
+    value: object = None
+    extra: dict = field(default_factory=dict)

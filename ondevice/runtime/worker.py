@@ -1,0 +1,68 @@
+"""The model worker process: owns llama.cpp, so an abort() there kills only this process."""
+
+from __future__ import annotations
+
+import os
+import signal
+from multiprocessing.connection import Connection
+from multiprocessing.synchronize import Event
+
+from ..errors import OndeviceError, PromptError
+from .protocol import (
+    DetokenizeRequest,
+    Failed,
+    GenerateRequest,
+    LoadOptions,
+    Reply,
+    ResetRequest,
+    TokenizeRequest,
+)
+
+
+def worker_main(conn: Connection, path: str, options: LoadOptions, cancel: Event, log_path: str) -> None:
+    """Load the model, report its facts, then serve requests until the parent closes the pipe."""
+    # llama.cpp writes asserts straight to fd 2: keep them in a file the parent reads after a crash.
+    log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.dup2(log_fd, 2)
+    # Ctrl-C reaches the whole process group; the parent turns it into `cancel` for this worker.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    from .llama_session import LlamaSession  # imported here: llama_cpp loads only in the worker
+
+    try:
+        session = LlamaSession(path, options)
+    except OndeviceError as exc:
+        conn.send(Failed(str(exc)))
+        return
+    conn.send(session.facts)
+    try:
+        _serve(conn, session, cancel)
+    finally:
+        session.close()
+
+
+def _serve(conn: Connection, session, cancel: Event) -> None:
+    while True:
+        try:
+            message = conn.recv()
+        except EOFError:
+            return
+        if message is None:
+            return
+        try:
+            if isinstance(message, GenerateRequest):
+                for event in session.generate(message, cancel.is_set):
+                    conn.send(event)
+            elif isinstance(message, TokenizeRequest):
+                conn.send(Reply(session.tokenize(message.text, message.add_special, message.parse_special)))
+            elif isinstance(message, DetokenizeRequest):
+                conn.send(Reply(session.detokenize(list(message.token_ids))))
+            elif isinstance(message, ResetRequest):
+                session.reset()
+                conn.send(Reply())
+            else:
+                conn.send(Failed(f"unknown request {type(message).__name__}"))
+        except PromptError as exc:
+            conn.send(Failed(str(exc), kind="prompt"))
+        except OndeviceError as exc:
+            conn.send(Failed(str(exc)))
