@@ -62,6 +62,8 @@ def render_chat_template(
         )
     except jinja2.TemplateError as exc:
         raise PromptError(f"the model's chat template failed: {exc}") from None
+    except Exception as exc:  # the template comes from a model file: any failure of it is the file's
+        raise PromptError(f"the model's chat template failed: {type(exc).__name__}: {exc}") from None
 
 
 def render_transcript(messages: list[Message]) -> str:

@@ -5,11 +5,11 @@ Layout: models/NAME/QUANT.gguf and models/NAME/QUANT.json. A reference NAME:QUAN
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import re
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -174,7 +174,7 @@ class Store:
         with atomic_path(final) as partial:
             write(partial)
             summary = read_gguf(partial)
-        manifest = manifest_for(summary)
+        manifest = manifest_for(dataclasses.replace(summary, path=final))
         manifest.name, manifest.quant, manifest.file = name, quant, final.name
         write_text_atomic(directory / f"{quant}.json", manifest.to_json())
         return StoreEntry(manifest, final)
@@ -193,6 +193,7 @@ class Store:
             entry.path.unlink(missing_ok=True)
             removed.append(entry.path)
         directory = self.model_dir(name)
-        if directory.is_dir() and not any(p for p in directory.iterdir() if not p.name.startswith(".")):
-            shutil.rmtree(directory, ignore_errors=True)
+        remove_stale_partials(directory)
+        with contextlib.suppress(OSError):  # still holds other files, or a live writer's partial
+            directory.rmdir()
         return removed

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -42,6 +41,7 @@ def generation_options(func: Callable) -> Callable:
         click.option("--top-k", type=click.IntRange(0), default=40, show_default=True, help="0 disables."),
         click.option("--seed", type=int, default=None, help="Seed for sampling (random when unset)."),
         click.option("--stop", multiple=True, help="Stop when this text appears (repeatable)."),
+        click.option("--ignore-eos", is_flag=True, help="Keep generating past end-of-text (for measuring)."),
     ]
     for decorator in reversed(decorators):
         func = decorator(func)
@@ -92,6 +92,7 @@ def params_from(kwargs: dict[str, Any]) -> GenerationParams:
         top_k=kwargs.pop("top_k"),
         seed=kwargs.pop("seed"),
         stop=tuple(kwargs.pop("stop")),
+        ignore_eos=kwargs.pop("ignore_eos"),
     )
 
 
@@ -149,6 +150,5 @@ def describe_model(model: ResolvedModel) -> str:
 
 
 def note(text: str) -> None:
-    """A status line on stderr, kept out of the answer on stdout."""
-    err_console.print(text, style="dim", markup=False)
-    sys.stderr.flush()
+    """A status line on stderr, kept out of the answer on stdout (never wrapped: scripts read it)."""
+    click.echo(click.style(text, dim=True), err=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from ..generate import RunResult, run_prompt
 from ..units import format_bytes
@@ -55,16 +56,15 @@ def compare(refs: tuple[str, ...], prompt: str, plain: bool, as_json: bool, **kw
 
 def side_by_side(prompt: str, results: list[RunResult]) -> Table:
     """One column per model: what it is, what it said, and how fast."""
-    table = Table(title=f"Prompt: {prompt}", title_justify="left", show_lines=True, expand=True)
+    # Text objects, not strings: model output and "[base]" badges must not be read as Rich markup.
+    table = Table(title=Text(f"Prompt: {prompt}"), title_justify="left", show_lines=True, expand=True)
     for r in results:
-        table.add_column(
-            f"{r.model.display_name}\n[{r.model.kind.value}] {r.model.quant} · "
-            f"{format_bytes(r.model.summary.file_size)}",
-            ratio=1,
-            overflow="fold",
-        )
-    table.add_row(*(r.finished.text.strip() or "(no text)" for r in results))
-    table.add_row(*(_stats_cell(r) for r in results))
+        header = Text(f"{r.model.display_name}\n", style="bold")
+        header.append(f"[{r.model.kind.value}]", style="green" if r.model.kind.value == "instruct" else "cyan")
+        header.append(f" {r.model.quant} · {format_bytes(r.model.summary.file_size)}")
+        table.add_column(header, ratio=1, overflow="fold")
+    table.add_row(*(Text(r.finished.text.strip() or "(no text)") for r in results))
+    table.add_row(*(Text(_stats_cell(r), style="dim") for r in results))
     return table
 
 

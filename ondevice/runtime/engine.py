@@ -137,6 +137,7 @@ class WorkerModel(Backend):
             except (EOFError, OSError):
                 pass
             # The pipe broke or the process is gone; let it finish dying to read its exit code.
+            self._busy = False
             self.process.join(timeout=2)
             raise WorkerError(self._death_message(doing))
 
@@ -212,11 +213,7 @@ class WorkerModel(Backend):
             stopped, self._stopped = self._stopped, None
             return stopped
         while True:
-            try:
-                event = self._recv("stopping")
-            except WorkerError:
-                self._busy = False
-                raise
+            event = self._recv("stopping")
             if isinstance(event, (Finished, Failed)):
                 self._busy = False
                 return event if isinstance(event, Finished) else None

@@ -46,7 +46,9 @@ class StopScanner:
         """Flush what is left once generation ends without a stop sequence."""
         if self.cut is not None:
             return ""
-        self.full += final
-        out = self.full[self.emitted :]
+        out, hit = self.feed(final)
+        if hit:
+            return out
+        out += self.full[self.emitted :]
         self.emitted = len(self.full)
         return out

