@@ -60,7 +60,8 @@ def side_by_side(prompt: str, results: list[RunResult]) -> Table:
     table = Table(title=Text(f"Prompt: {prompt}"), title_justify="left", show_lines=True, expand=True)
     for r in results:
         header = Text(f"{r.model.display_name}\n", style="bold")
-        header.append(f"[{r.model.kind.value}]", style="green" if r.model.kind.value == "instruct" else "cyan")
+        kind = r.model.kind.value
+        header.append(f"[{kind}]", style="green" if kind == "instruct" else "cyan")
         header.append(f" {r.model.quant} · {format_bytes(r.model.summary.file_size)}")
         table.add_column(header, ratio=1, overflow="fold")
     table.add_row(*(Text(r.finished.text.strip() or "(no text)") for r in results))
