@@ -9,6 +9,7 @@ import signal
 import struct
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import psutil
@@ -260,3 +261,29 @@ def test_worker_killed_during_generation_from_the_real_cli(models_home, tmp_path
     assert errors == [
         "Error: the model worker for smollm2-135m-instruct:Q4_1 was killed by SIGKILL while generating"
     ]
+
+
+def test_pull_killed_midway_leaves_nothing_and_the_next_pull_completes(isolated_home):
+    exe = shutil.which("ondevice", path=os.path.dirname(sys.executable))
+    env = {**os.environ, "ONDEVICE_HOME": str(isolated_home)}
+    model_dir = isolated_home / "models" / "gemma-3-270m"
+    proc = subprocess.Popen([exe, "models", "pull", GEMMA], env=env, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(3000):
+            partials = list(model_dir.glob(".*.partial")) if model_dir.is_dir() else []
+            if partials and partials[0].stat().st_size > 0:
+                break
+            time.sleep(0.005)
+        else:
+            pytest.fail("the pull never started writing")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert not (model_dir / "Q4_K_M.gguf").exists() and not (model_dir / "Q4_K_M.json").exists()
+    assert list(model_dir.glob(".*.partial"))  # the dead writer's leftovers, until the next run
+    result = invoke("models", "pull", GEMMA, "--json")
+    assert result.exit_code == 0, result.output
+    assert Path(json.loads(result.stdout)["path"]).stat().st_size == 253_113_024
+    assert not list(model_dir.glob(".*.partial"))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ..prompting import Message, PromptMode
 
@@ -148,5 +148,6 @@ class ResetRequest:
 
 @dataclass(frozen=True)
 class Reply:
+    """The answer to a tokenize, detokenize or reset request."""
+
     value: object = None
-    extra: dict = field(default_factory=dict)
