@@ -40,12 +40,13 @@ def run_prompt(
     options: LoadOptions,
     on_event: Callable[[Event], None] | None = None,
     on_loaded: Callable[[WorkerModel], None] | None = None,
+    system: str | None = None,
 ) -> RunResult:
     """Load `model` in a worker, answer `prompt` (template or raw, by its kind), and close it."""
     with WorkerModel(model.path, options, label=model.display_name) as worker:
         if on_loaded:
             on_loaded(worker)
-        request = single_turn(model.kind, bool(worker.facts.chat_template), prompt, params)
+        request = single_turn(model.kind, bool(worker.facts.chat_template), prompt, params, system)
         finished = None
         for event in worker.stream(request):
             if on_event:

@@ -287,3 +287,14 @@ def test_pull_killed_midway_leaves_nothing_and_the_next_pull_completes(isolated_
     assert result.exit_code == 0, result.output
     assert Path(json.loads(result.stdout)["path"]).stat().st_size == 253_113_024
     assert not list(model_dir.glob(".*.partial"))
+
+
+def test_run_with_a_system_prompt(models_home):
+    args = ["run", SMOL, "What is the capital of France?", "-t", "0", "-n", "32", "--json"]
+    plain = json.loads(invoke(*args).stdout)
+    assert "You are a helpful AI assistant named SmolLM" in plain["prompt_text"]  # the template's default
+    steered = json.loads(invoke(*args, "--system", "Answer the question.").stdout)
+    assert steered["prompt_text"].startswith("<|im_start|>system\nAnswer the question.<|im_end|>")
+    assert "Paris" in steered["text"]
+    base = json.loads(invoke("run", GEMMA, "Hello", "-n", "4", "--system", "ignored", "--json").stdout)
+    assert base["prompt_text"] == "Hello"

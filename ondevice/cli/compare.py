@@ -29,8 +29,11 @@ from .common import (
 )
 @generation_options
 @load_options
+@click.option("--system", default=None, help="System prompt for the instruct models.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list, one object per model.")
-def compare(refs: tuple[str, ...], prompt: str, plain: bool, as_json: bool, **kwargs) -> None:
+def compare(
+    refs: tuple[str, ...], prompt: str, plain: bool, system: str | None, as_json: bool, **kwargs
+) -> None:
     """Answer one prompt with each of REFS, one model after another, and show the answers side by side.
 
     Models run one at a time so that each has the whole machine and the speed figures compare fairly.
@@ -47,7 +50,7 @@ def compare(refs: tuple[str, ...], prompt: str, plain: bool, as_json: bool, **kw
     for model in models:
         if not as_json:
             note(f"running {describe_model(model)}")
-        results.append(run_prompt(model, prompt, params, options))
+        results.append(run_prompt(model, prompt, params, options, system=system))
     if as_json:
         print_json([r.as_dict() for r in results])
         return

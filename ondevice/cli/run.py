@@ -27,8 +27,9 @@ from .common import (
 @click.argument("prompt")
 @generation_options
 @load_options
+@click.option("--system", default=None, help="System prompt (instruct models; a base model gets PROMPT raw).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (text included) at the end.")
-def run(ref: str, prompt: str, as_json: bool, **kwargs) -> None:
+def run(ref: str, prompt: str, system: str | None, as_json: bool, **kwargs) -> None:
     """Stream one answer to PROMPT from REF, then a stats line.
 
     An instruct model receives PROMPT inside its chat template; a base model continues it as raw text.
@@ -45,7 +46,7 @@ def run(ref: str, prompt: str, as_json: bool, **kwargs) -> None:
             sys.stdout.write(event.text)
             sys.stdout.flush()
 
-    result = run_prompt(model, prompt, params, options, on_event=show)
+    result = run_prompt(model, prompt, params, options, on_event=show, system=system)
     if as_json:
         print_json(result.as_dict())
     else:

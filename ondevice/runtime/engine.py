@@ -39,10 +39,15 @@ from .protocol import (
 Event = PromptReady | TokenEvent | Finished
 
 
-def single_turn(kind: Kind, has_template: bool, text: str, params: GenerationParams) -> GenerateRequest:
-    """One prompt: an instruct model gets it as a user turn in its template, a base model raw."""
-    mode = PromptMode.CHAT_TEMPLATE if kind is Kind.INSTRUCT and has_template else PromptMode.COMPLETION
-    return GenerateRequest((Message("user", text),), mode, params)
+def single_turn(
+    kind: Kind, has_template: bool, text: str, params: GenerationParams, system: str | None = None
+) -> GenerateRequest:
+    """One prompt: an instruct model gets it as a user turn in its template (after `system`, if
+    given); a base model gets the text raw, since it has no notion of a system prompt."""
+    if kind is Kind.INSTRUCT and has_template:
+        messages = ((Message("system", system),) if system else ()) + (Message("user", text),)
+        return GenerateRequest(messages, PromptMode.CHAT_TEMPLATE, params)
+    return GenerateRequest((Message("user", text),), PromptMode.COMPLETION, params)
 
 
 def chat_turn(has_template: bool, messages: list[Message], params: GenerationParams) -> GenerateRequest:

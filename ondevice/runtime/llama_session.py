@@ -10,6 +10,7 @@ import codecs
 import collections
 import ctypes
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -33,6 +34,8 @@ from .protocol import (
 from .stops import StopScanner
 
 _LOG_LINES: collections.deque[str] = collections.deque(maxlen=200)
+_BUFFER_LINES: list[str] = []  # "CPU KV buffer size = 6.00 MiB" and the like, for the memory breakdown
+_BUFFER_SIZE = re.compile(r"(\w+)\s+(model|KV|compute|output) buffer size =\s+([\d.]+) MiB")
 
 
 @llama_cpp.llama_log_callback
@@ -40,6 +43,8 @@ def _log_to_ring(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
     # llama.cpp logs hundreds of lines per load; keep the tail for error messages instead of printing.
     line = text.decode("utf-8", errors="replace")
     _LOG_LINES.append(line)
+    if "buffer size" in line:
+        _BUFFER_LINES.append(line)
     if level == 3:  # GGML_LOG_LEVEL_ERROR: also into the worker's log file, read after a crash
         sys.stderr.write(line)
 
@@ -50,6 +55,19 @@ def last_log_error() -> str:
         if any(word in line.lower() for word in ("error", "failed", "invalid")):
             return line.strip()
     return _LOG_LINES[-1].strip() if _LOG_LINES else ""
+
+
+def buffer_sizes(lines: list[str]) -> dict[str, int]:
+    """Bytes llama.cpp allocated per kind of buffer (model, KV, compute, output), summed over devices.
+
+    llama.cpp has no API for these; its load log states them, one line per device and buffer.
+    """
+    sizes = {"model": 0, "KV": 0, "compute": 0, "output": 0}
+    for line in lines:
+        match = _BUFFER_SIZE.search(line)
+        if match:
+            sizes[match.group(2)] += int(float(match.group(3)) * 1024 * 1024)
+    return sizes
 
 
 def default_threads() -> int:
@@ -63,6 +81,7 @@ class LlamaSession:
     def __init__(self, path: str, options: LoadOptions) -> None:
         llama_cpp.llama_log_set(_log_to_ring, ctypes.c_void_p(0))
         llama_cpp.llama_backend_init()
+        _BUFFER_LINES.clear()
         started = time.perf_counter()
         mparams = llama_cpp.llama_model_default_params()
         mparams.n_gpu_layers = options.n_gpu_layers
@@ -91,6 +110,7 @@ class LlamaSession:
         self._piece_buf = ctypes.create_string_buffer(256)
         self._pieces: dict[int, bytes] = {}
         template = llama_cpp.llama_model_chat_template(self.model, None)
+        buffers = buffer_sizes(_BUFFER_LINES)
         self.facts = ModelFacts(
             n_ctx=self.n_ctx,
             n_ctx_train=llama_cpp.llama_model_n_ctx_train(self.model),
@@ -98,6 +118,10 @@ class LlamaSession:
             n_threads=threads,
             n_gpu_layers=options.n_gpu_layers,
             model_size_bytes=llama_cpp.llama_model_size(self.model),
+            model_buffer_bytes=buffers["model"],
+            kv_cache_bytes=buffers["KV"],
+            compute_buffer_bytes=buffers["compute"],
+            output_buffer_bytes=buffers["output"],
             load_seconds=time.perf_counter() - started,
             bos_text=self._special_text(llama_cpp.llama_vocab_bos(self.vocab)),
             eos_text=self._special_text(llama_cpp.llama_vocab_eos(self.vocab)),

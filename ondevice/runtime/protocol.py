@@ -48,7 +48,11 @@ class ModelFacts:
     n_vocab: int
     n_threads: int
     n_gpu_layers: int
-    model_size_bytes: int
+    model_size_bytes: int  # the weights, as llama.cpp counts them
+    model_buffer_bytes: int  # buffers holding the weights (mmapped or read), from llama.cpp's log
+    kv_cache_bytes: int
+    compute_buffer_bytes: int
+    output_buffer_bytes: int
     load_seconds: float
     bos_text: str
     eos_text: str
