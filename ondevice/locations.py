@@ -28,9 +28,19 @@ def runs_dir() -> Path:
     return home() / "runs"
 
 
+def transcripts_dir() -> Path:
+    """Chat transcripts saved from the terminal UI."""
+    return home() / "transcripts"
+
+
 def profiles_dir() -> Path:
     """Shipped profiles: inside the installed package, or the checkout's profiles/ in development."""
     installed = resources.files("ondevice") / "profiles"
     if installed.is_dir():
         return Path(str(installed))
     return Path(__file__).resolve().parent.parent / "profiles"
+
+
+def user_profiles_dir() -> Path:
+    """The user's profiles (hardware/*.toml, models/*.toml): same-named ones replace the shipped ones."""
+    return home() / "profiles"

@@ -12,8 +12,8 @@ from ..runtime.protocol import Finished, TokenEvent
 from .common import (
     describe_model,
     generation_options,
-    load_from,
     load_options,
+    load_plan,
     note,
     params_from,
     resolve_with_progress,
@@ -34,8 +34,9 @@ HELP = (
 @load_options
 def chat(ref: str, system_prompt: str | None, stats: bool, **kwargs) -> None:
     """Chat with REF in the terminal. An instruct model uses its chat template; a base model a transcript."""
-    params, options = params_from(kwargs), load_from(kwargs)
+    params, plan = params_from(kwargs), load_plan(kwargs)
     model = resolve_with_progress(ref)
+    options = plan.options_for(model)
     note(f"loading {describe_model(model)}")
     with WorkerModel(model.path, options, label=model.display_name) as worker:
         has_template = bool(worker.facts.chat_template)

@@ -5,12 +5,17 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import click
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
+from .. import hardware
+from ..hardware import Hardware
+from ..hardware_profiles import HardwareProfile, choose_profile, load_hardware_profile, resolve_load_options
+from ..preflight import check_memory, combined, estimate_for_model, require_fit
 from ..refs import ResolvedModel, resolve
 from ..runtime.protocol import GenerationParams, GenerationStats, LoadOptions
 from ..units import format_bytes
@@ -49,35 +54,55 @@ def generation_options(func: Callable) -> Callable:
 
 
 def load_options(func: Callable) -> Callable:
-    """--ctx, --threads, --gpu-layers, --batch, --no-mmap."""
+    """--ctx, --threads, --gpu-layers, --batch, --no-mmap/--mmap, --profile, --force.
+
+    The loading flags default to "not given" (None): the hardware profile fills them in, and a flag
+    that is given beats the profile.
+    """
     decorators = [
         click.option(
             "--ctx",
             "n_ctx",
             type=click.IntRange(16),
-            default=4096,
-            show_default=True,
-            help="Context size in tokens.",
+            default=None,
+            help="Context size in tokens [default: from the profile, 4096 on a CPU laptop].",
         ),
         click.option(
-            "--threads", type=click.IntRange(1), default=None, help="CPU threads [default: physical cores]."
+            "--threads",
+            type=click.IntRange(1),
+            default=None,
+            help="CPU threads [default: from the profile; physical cores].",
         ),
         click.option(
             "--gpu-layers",
             type=int,
-            default=0,
-            show_default=True,
-            help="Layers to offload to the GPU; -1 for all.",
+            default=None,
+            help="Layers to offload to the GPU; -1 for all [default: from the profile].",
         ),
         click.option(
             "--batch",
             "n_batch",
             type=click.IntRange(1),
-            default=512,
-            show_default=True,
-            help="Prompt batch size.",
+            default=None,
+            help="Prompt batch size [default: from the profile, 512].",
         ),
-        click.option("--no-mmap", is_flag=True, help="Read the model into memory instead of mapping it."),
+        click.option(
+            "--no-mmap/--mmap",
+            "no_mmap",
+            default=None,
+            help="Read the model into memory, or map it [default: from the profile, mapped].",
+        ),
+        click.option(
+            "--profile",
+            "profile_name",
+            default=None,
+            metavar="NAME",
+            help="Hardware profile (a name from `ondevice profiles list`, or a .toml file) "
+            "[default: the one `ondevice doctor` picks].",
+        ),
+        click.option(
+            "--force", is_flag=True, help="Load even when the memory pre-flight says the model will not fit."
+        ),
     ]
     for decorator in reversed(decorators):
         func = decorator(func)
@@ -96,14 +121,65 @@ def params_from(kwargs: dict[str, Any]) -> GenerationParams:
     )
 
 
+@dataclass(frozen=True)
+class LoadPlan:
+    """What --profile, the loading flags and --force asked for, on this machine."""
+
+    options: LoadOptions  # the profile's settings with the explicit flags applied
+    profile: HardwareProfile
+    hardware: Hardware
+    reason: str  # why this profile: named by the user, or picked for the machine
+    force: bool
+
+    def options_for(self, model: ResolvedModel) -> LoadOptions:
+        """The options to load ``model`` with, after the memory pre-flight (refuses unless --force)."""
+        estimate = estimate_for_model(model.summary, self.options, self.hardware)
+        result = check_memory(estimate, self.hardware, self.profile.headroom_bytes)
+        if not result.fits and self.force:
+            note(f"--force: loading {model.display_name} although it {result.summary()}")
+        require_fit(result, model.display_name, self.force)
+        return self.options
+
+    def options_for_all(self, models: list[ResolvedModel]) -> LoadOptions:
+        """Like options_for, for models that are loaded at the same time (their memory adds up)."""
+        if len(models) == 1:
+            return self.options_for(models[0])
+        estimates = [estimate_for_model(m.summary, self.options, self.hardware) for m in models]
+        result = check_memory(combined(estimates), self.hardware, self.profile.headroom_bytes)
+        names = " + ".join(m.display_name for m in models)
+        if not result.fits and self.force:
+            note(f"--force: loading {names} although together they {result.summary()}")
+        require_fit(result, names, self.force)
+        return self.options
+
+
+def load_plan(kwargs: dict[str, Any]) -> LoadPlan:
+    """Pop the loading flags, --profile and --force from a command's kwargs and settle the options."""
+    explicit = {
+        "n_ctx": kwargs.pop("n_ctx", None),
+        "n_threads": kwargs.pop("threads", None),
+        "n_batch": kwargs.pop("n_batch", None),
+        "n_gpu_layers": kwargs.pop("gpu_layers", None),
+        "use_mmap": None,
+    }
+    no_mmap = kwargs.pop("no_mmap", None)
+    if no_mmap is not None:
+        explicit["use_mmap"] = not no_mmap
+    name = kwargs.pop("profile_name", None)
+    force = kwargs.pop("force", False)
+    machine = hardware.detect_hardware()
+    if name:
+        reason = "named with --profile"
+    else:
+        selection = choose_profile(machine)
+        name, reason = selection.profile, selection.reason
+    profile = load_hardware_profile(name)
+    return LoadPlan(resolve_load_options(profile, explicit), profile, machine, reason, force)
+
+
 def load_from(kwargs: dict[str, Any]) -> LoadOptions:
-    return LoadOptions(
-        n_ctx=kwargs.pop("n_ctx"),
-        n_threads=kwargs.pop("threads"),
-        n_batch=kwargs.pop("n_batch"),
-        n_gpu_layers=kwargs.pop("gpu_layers"),
-        use_mmap=not kwargs.pop("no_mmap"),
-    )
+    """The options without a pre-flight (use ``load_plan(kwargs).options_for(model)`` to have one)."""
+    return load_plan(kwargs).options
 
 
 @contextlib.contextmanager

@@ -9,9 +9,11 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from .. import bundled
+from .. import bundled, hardware
 from ..errors import OndeviceError
+from ..hardware_profiles import choose_profile, load_hardware_profile, resolve_load_options
 from ..model_info import entry_row, model_info
+from ..preflight import check_memory, estimate_for_model
 from ..refs import pull_bundled, resolve
 from ..store import Store, check_name, describe, sha256_file
 from ..units import format_bytes
@@ -84,7 +86,9 @@ def _installed(model: bundled.BundledModel) -> bool:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def info(ref: str, as_json: bool) -> None:
     """Architecture, size, quantization, context, chat template and kind of REF."""
-    data = model_info(resolve_with_progress(ref))
+    model = resolve_with_progress(ref)
+    data = model_info(model)
+    data["memory_estimate"] = memory_estimate(model)
     if as_json:
         print_json(data)
         return
@@ -95,9 +99,30 @@ def info(ref: str, as_json: bool) -> None:
     shown["parameter_count"] = f"{data['parameter_count']:,}"
     shown["file_size_bytes"] = f"{format_bytes(data['file_size_bytes'])} ({data['file_size_bytes']:,} bytes)"
     shown["kind"] = f"{data['kind']} ({shown.pop('kind_reason')})"
+    memory = shown.pop("memory_estimate")
+    shown["memory_estimate"] = (
+        f"{format_bytes(memory['total_bytes'])} at {memory['n_ctx']} tokens of context "
+        f"({memory['profile']} profile): {memory['breakdown']}; "
+        + ("fits" if memory["fits"] else "does NOT fit")
+        + f": {memory['check']}"
+    )
     for key, value in shown.items():
         table.add_row(key.replace("_", " "), str(value))
     Console().print(table)
+
+
+def memory_estimate(model) -> dict:
+    """The pre-flight's estimate at the context this machine's profile loads with."""
+    machine = hardware.detect_hardware()
+    profile = load_hardware_profile(choose_profile(machine).profile)
+    options = resolve_load_options(profile, {})
+    check = check_memory(estimate_for_model(model.summary, options, machine), machine, profile.headroom_bytes)
+    return {
+        **check.as_dict(),
+        "profile": profile.name,
+        "breakdown": check.estimate.breakdown(),
+        "check": check.summary(),
+    }
 
 
 @models.command()

@@ -12,8 +12,8 @@ from ..runtime.protocol import TokenEvent
 from .common import (
     describe_model,
     generation_options,
-    load_from,
     load_options,
+    load_plan,
     note,
     params_from,
     print_json,
@@ -36,8 +36,9 @@ def run(ref: str, prompt: str, system: str | None, as_json: bool, **kwargs) -> N
     """
     if not prompt.strip():
         raise click.BadParameter("the prompt is empty", param_hint="PROMPT")
-    params, options = params_from(kwargs), load_from(kwargs)
+    params, plan = params_from(kwargs), load_plan(kwargs)
     model = resolve_with_progress(ref)
+    options = plan.options_for(model)
     if not as_json:
         note(f"loading {describe_model(model)}")
 

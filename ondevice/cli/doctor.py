@@ -1,0 +1,79 @@
+"""ondevice doctor: what this machine is, which profile it gets and why, and what would help."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from .. import hardware
+from ..hardware import Hardware
+from ..hardware_profiles import APPLIED_FIELDS, RECORDED_FIELDS, choose_profile, load_hardware_profile
+from ..units import format_bytes
+from .common import print_json
+
+
+def diagnosis(hw: Hardware) -> dict[str, Any]:
+    """The machine, the profile picked for it with the reason, and advice, as plain data."""
+    selection = choose_profile(hw)
+    profile = load_hardware_profile(selection.profile)
+    return {
+        "hardware": hw.as_dict(),
+        "profile": profile.as_dict(),
+        "reason": selection.reason,
+        "advice": list(selection.advice),
+        "recorded_only": list(RECORDED_FIELDS),
+    }
+
+
+def print_diagnosis(data: dict[str, Any]) -> None:
+    hw, profile = data["hardware"], data["profile"]
+    console = Console(highlight=False)
+    table = Table(show_header=False, box=None, title="This machine", title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("system", f"{hw['os']} {hw['os_version']} ({hw['machine']})")
+    table.add_row(
+        "CPU", f"{hw['cpu_model']}: {hw['physical_cores']} physical cores, {hw['logical_cores']} logical"
+    )
+    table.add_row("SIMD", ", ".join(hw["simd"]) or "none detected")
+    table.add_row(
+        "memory",
+        f"{format_bytes(hw['total_ram_bytes'])} total, {format_bytes(hw['available_ram_bytes'])} available",
+    )
+    if hw["apple_silicon"]:
+        table.add_row("Apple Silicon", "yes, Metal GPU (unified memory)")
+    for gpu in hw["gpus"]:
+        driver = f", driver {gpu['driver']}" if gpu["driver"] else ""
+        table.add_row("GPU", f"{gpu['name']}: {format_bytes(gpu['memory_bytes'])}{driver}")
+    if not hw["gpus"] and not hw["apple_silicon"]:
+        table.add_row("GPU", "none found (no NVIDIA GPU, not Apple Silicon)")
+    table.add_row(
+        "GPU offload", "this llama.cpp build can offload" if hw["gpu_offload_supported"] else "CPU-only build"
+    )
+    table.add_row("llama.cpp", hw["build_info"] or "not importable")
+    console.print(table)
+    click.echo()
+    click.echo(f"Profile: {profile['name']} ({profile['origin']}, {profile['path']})")
+    click.echo(f"  why: {data['reason']}")
+    settings = ", ".join(f"{k} {profile[k]}" for k in APPLIED_FIELDS)
+    click.echo(f"  loads with: {settings}; keeps {profile['memory_headroom']} of RAM free")
+    recorded = ", ".join(f"{k} {profile[k]}" for k in data["recorded_only"])
+    click.echo(f"  recorded, not applied by the runtime yet: {recorded}")
+    if data["advice"]:
+        click.echo()
+        for line in data["advice"]:
+            click.echo(f"To do: {line}")
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def doctor(as_json: bool) -> None:
+    """What this machine can run, the hardware profile it gets and why, and what to install or rebuild."""
+    data = diagnosis(hardware.detect_hardware())
+    if as_json:
+        print_json(data)
+    else:
+        print_diagnosis(data)

@@ -1,0 +1,254 @@
+"""ondevice profiles list|show|detect|recommend"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from .. import hardware
+from ..errors import OndeviceError
+from ..hardware import Hardware
+from ..hardware_profiles import HardwareProfile, choose_profile, hardware_profiles, load_hardware_profile
+from ..model_pairs import ModelPair, load_model_pair, model_pairs
+from ..preflight import parse_size
+from ..profile_files import ProfileError, field_docs, find_profile
+from ..recommend import MIN_CONTEXT, TYPICAL_SOURCE, measured_quality, recommend
+from ..units import format_bytes
+from .common import print_json
+from .doctor import diagnosis, print_diagnosis
+
+
+@click.group()
+def profiles() -> None:
+    """Hardware profiles (how to load models on a kind of machine) and model-pair profiles (base + instruct).
+
+    Shipped profiles live inside ondevice; files of the same name under $ONDEVICE_HOME/profiles/hardware
+    or $ONDEVICE_HOME/profiles/models replace them.
+    """
+
+
+@profiles.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def list_profiles(as_json: bool) -> None:
+    """Every hardware and model-pair profile, the one this machine gets marked."""
+    picked = choose_profile(hardware.detect_hardware())
+    hw, pairs = hardware_profiles(), model_pairs()
+    if as_json:
+        print_json(
+            {
+                "picked": picked.as_dict(),
+                "hardware": [p.as_dict() for p in hw],
+                "models": [p.as_dict() for p in pairs],
+            }
+        )
+        return
+    console = Console(highlight=False)
+    table = Table(title="Hardware profiles", title_justify="left")
+    table.add_column("name", no_wrap=True)
+    for column in ("origin", "context", "gpu layers", "batch", "headroom", "description"):
+        table.add_column(column)
+    for p in hw:
+        name = Text(
+            p.name + (" *" if p.name == picked.profile else ""),
+            style="bold" if p.name == picked.profile else "",
+        )
+        table.add_row(
+            name, p.origin, str(p.context), str(p.gpu_layers), str(p.batch), p.memory_headroom, p.description
+        )
+    table.caption = f"* this machine: {picked.reason}"
+    console.print(table)
+    models = Table(title="Model pairs", title_justify="left")
+    models.add_column("name", no_wrap=True)
+    for column in ("family", "size", "base", "instruct", "license"):
+        models.add_column(column)
+    for p in pairs:
+        models.add_row(
+            p.name, p.family, p.size, p.base, p.instruct, p.license + (" (gated)" if p.gated else "")
+        )
+    console.print(models)
+
+
+@profiles.command()
+@click.argument("name", required=False)
+@click.option("--kind", type=click.Choice(["hardware", "models"]), default=None, help="Which kind NAME is.")
+@click.option("--schema", is_flag=True, help="Document every key a profile file of this kind may set.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def show(name: str | None, kind: str | None, schema: bool, as_json: bool) -> None:
+    """Show profile NAME (hardware or model pair), or with --schema the keys its files take."""
+    if schema:
+        _show_schema(kind or _kind_of(name) if name else kind, as_json)
+        return
+    if not name:
+        raise click.UsageError("give a profile NAME (or --schema)")
+    kind = kind or _kind_of(name)
+    profile: HardwareProfile | ModelPair = (
+        load_hardware_profile(name) if kind == "hardware" else load_model_pair(name)
+    )
+    data = {"kind": kind, **profile.as_dict()}
+    if as_json:
+        print_json(data)
+        return
+    table = Table(show_header=False, box=None)
+    table.add_column(style="bold")
+    table.add_column()
+    for key, value in data.items():
+        if isinstance(value, dict):
+            value = ", ".join(f"{k} {v}" for k, v in value.items())
+        elif isinstance(value, list):
+            value = ", ".join(str(v) for v in value)
+        table.add_row(key.replace("_", " "), str(value))
+    Console(highlight=False).print(table)
+
+
+def _kind_of(name: str) -> str:
+    found = []
+    for kind in ("hardware", "models"):
+        try:
+            find_profile(kind, name)
+            found.append(kind)
+        except ProfileError:
+            continue
+    if not found:
+        hw = ", ".join(p.name for p in hardware_profiles())
+        pairs = ", ".join(p.name for p in model_pairs())
+        raise ProfileError(f"no profile named {name!r}; hardware: {hw}; model pairs: {pairs}")
+    return found[0]
+
+
+def _show_schema(kind: str | None, as_json: bool) -> None:
+    kinds = [kind] if kind else ["hardware", "models"]
+    classes = {"hardware": HardwareProfile, "models": ModelPair}
+    data = {
+        k: [
+            {"key": key, "type": t, "doc": d, "default": default}
+            for key, t, d, default in field_docs(classes[k])
+        ]
+        for k in kinds
+    }
+    if as_json:
+        print_json(data)
+        return
+    console = Console(highlight=False)
+    for k, rows in data.items():
+        table = Table(title=f"{k} profile keys", title_justify="left")
+        for column in ("key", "type", "default", "meaning"):
+            table.add_column(column)
+        for row in rows:
+            default = (
+                ""
+                if row["default"] is None
+                else json.dumps(list(row["default"]) if isinstance(row["default"], tuple) else row["default"])
+            )
+            table.add_row(row["key"], row["type"], default, row["doc"])
+        console.print(table)
+
+
+@profiles.command()
+@click.option(
+    "--hardware",
+    "hardware_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help='Describe this machine instead (JSON, as `profiles detect --json` prints under "hardware").',
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def detect(hardware_file: Path | None, as_json: bool) -> None:
+    """Detect this machine (or read a described one) and name the hardware profile it gets, and why."""
+    hw = _read_hardware(hardware_file) if hardware_file else hardware.detect_hardware()
+    data = diagnosis(hw)
+    if as_json:
+        print_json(data)
+    else:
+        print_diagnosis(data)
+
+
+def _read_hardware(path: Path) -> Hardware:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return Hardware.from_dict(data.get("hardware", data))
+    except (OSError, ValueError, TypeError, AttributeError) as exc:
+        raise OndeviceError(f"{path}: not a hardware description: {exc}") from None
+
+
+@profiles.command("recommend")
+@click.argument("family")
+@click.option(
+    "--ram",
+    default=None,
+    metavar="SIZE",
+    help="Plan for this much RAM (8G, 16GB) instead of what is free now.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def recommend_command(family: str, ram: str | None, as_json: bool) -> None:
+    """Quantization levels of FAMILY (or one pair) that fit in memory with their context, best first.
+
+    Quality comes from measured eval runs in the store when there are some (mean KL divergence from
+    the reference), otherwise from llama.cpp's typical figures (PPL increase on Llama-3-8B); the
+    output says which. Sizes are estimated from typical bits per weight.
+    """
+    machine = hardware.detect_hardware()
+    if ram is not None:
+        try:
+            ram_bytes = parse_size(ram)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--ram") from None
+        machine = replace(machine, total_ram_bytes=ram_bytes, available_ram_bytes=ram_bytes, gpus=())
+        ram_source = f"--ram {ram}"
+    else:
+        ram_bytes = machine.available_ram_bytes
+        ram_source = "available on this machine now"
+    profile = load_hardware_profile(choose_profile(machine).profile)
+    budget = ram_bytes - profile.headroom_bytes
+    measured = measured_quality()
+    levels, notes = recommend(family, budget, n_batch=profile.batch, measured=measured)
+    quality = "measured eval runs where marked, typical figures otherwise" if measured else TYPICAL_SOURCE
+    if as_json:
+        print_json(
+            {
+                "family": family,
+                "ram_bytes": ram_bytes,
+                "ram_source": ram_source,
+                "headroom_bytes": profile.headroom_bytes,
+                "budget_bytes": budget,
+                "quality": quality,
+                "sizes": "typical bits per weight from llama.cpp's quantize table",
+                "levels": [r.as_dict() for r in levels],
+                "notes": notes,
+            }
+        )
+        return
+    ram_text = f"{ram} of RAM" if ram is not None else f"{format_bytes(ram_bytes)} of RAM free"
+    title = (
+        f"{family}: {ram_text} less {profile.memory_headroom} headroom ({profile.name} profile) "
+        f"= {format_bytes(max(budget, 0))} for the model"
+    )
+    table = Table(title=title, title_justify="left")
+    table.add_column("#")
+    table.add_column("model", no_wrap=True)
+    for column in ("quant", "bits/weight", "weights", "max context", "needs", "quality loss"):
+        table.add_column(column)
+    for r in (r for r in levels if r.fits):
+        mark = "" if r.quality_source == TYPICAL_SOURCE else " (measured)"
+        table.add_row(
+            str(r.rank),
+            r.pair,
+            r.quant,
+            f"{r.bits_per_weight:.2f}",
+            format_bytes(r.weights_bytes),
+            f"{r.max_context:,}",
+            format_bytes(r.needed_bytes),
+            f"{r.quality_loss:.4f}{mark}",
+        )
+    table.caption = f"quality: {quality}; sizes: typical bits per weight (tiny models come out larger)"
+    Console(highlight=False).print(table)
+    too_big = [f"{r.pair} {r.quant}" for r in levels if not r.fits]
+    if too_big:
+        click.echo(f"does not fit with {MIN_CONTEXT} tokens of context: {', '.join(too_big)}")
+    for line in notes:
+        click.echo(f"note: {line}")

@@ -1,0 +1,147 @@
+"""Model-pair profiles: a family's base and instruct checkpoints at one size (profiles/models/NAME.toml)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import OndeviceError
+from .profile_files import INTERNAL, doc, find_profile, list_profiles, load_file
+
+__all__ = ["QUANT_LEVELS", "Architecture", "ModelPair", "load_model_pair", "model_pairs", "pairs_for"]
+
+# The levels llama.cpp's quantizer makes, plus the float types a converter writes.
+QUANT_LEVELS = (
+    "F32",
+    "BF16",
+    "F16",
+    "Q8_0",
+    "Q6_K",
+    "Q5_K_M",
+    "Q5_K_S",
+    "Q5_1",
+    "Q5_0",
+    "Q4_K_M",
+    "Q4_K_S",
+    "Q4_1",
+    "Q4_0",
+    "Q3_K_L",
+    "Q3_K_M",
+    "Q3_K_S",
+    "Q2_K",
+)
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """The shape of the model, as its config.json (and GGUF header) states it; sizes memory estimates."""
+
+    parameters: int = field(metadata=doc("Parameter count, embeddings included.", minimum=1))
+    layers: int = field(metadata=doc("Transformer blocks (block_count).", minimum=1))
+    embedding: int = field(metadata=doc("Hidden width (embedding_length).", minimum=1))
+    feed_forward: int = field(metadata=doc("Width of the MLP (feed_forward_length).", minimum=1))
+    heads: int = field(metadata=doc("Attention heads.", minimum=1))
+    kv_heads: int = field(
+        metadata=doc("Key/value heads (fewer than heads with grouped-query attention).", minimum=1)
+    )
+    head_dim: int = field(metadata=doc("Width of one attention head (key_length = value_length).", minimum=1))
+    vocab: int = field(metadata=doc("Vocabulary size.", minimum=1))
+    context_length: int = field(metadata=doc("Context the model was trained for, in tokens.", minimum=1))
+    sliding_window: int = field(
+        default=0,
+        metadata=doc("Sliding-window attention span in tokens; 0 when every layer is global.", minimum=0),
+    )
+    sliding_window_pattern: int = field(
+        default=0,
+        metadata=doc("Every Nth layer is global, the others slide (Gemma 3: 6); 0 without SWA.", minimum=0),
+    )
+
+
+@dataclass(frozen=True)
+class ModelPair:
+    """A base model and its instruction-tuned sibling, with where to get them and how to quantize them."""
+
+    name: str = field(default="", metadata=INTERNAL)
+    path: Path | None = field(default=None, metadata=INTERNAL)
+    origin: str = field(default="", metadata=INTERNAL)
+    family: str = field(default="", metadata=doc("Family name that `profiles recommend FAMILY` takes."))
+    size: str = field(default="", metadata=doc("Size label, as the family names it: 135M, 1.7B."))
+    description: str = field(default="", metadata=doc("One line for `profiles list`."))
+    base: str = field(
+        default="", metadata=doc("Base (pretrained) model: Hugging Face ORG/REPO or bundled:NAME.")
+    )
+    base_revision: str = field(
+        default="main",
+        metadata=doc("Commit of the base repo to convert; `main` means not pinned yet (see notes)."),
+    )
+    instruct: str = field(default="", metadata=doc("Instruction-tuned model: ORG/REPO or bundled:NAME."))
+    instruct_revision: str = field(default="main", metadata=doc("Commit of the instruct repo to convert."))
+    license: str = field(default="", metadata=doc("The models' license, as their model cards state it."))
+    gated: bool = field(
+        default=False, metadata=doc("The repos need an accepted license and a token on Hugging Face.")
+    )
+    ladder: tuple[str, ...] = field(
+        default=("Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q3_K_M", "Q2_K"),
+        metadata=doc(
+            "Quantization levels `ondevice quantize` makes by default, best first.", choices=QUANT_LEVELS
+        ),
+    )
+    notes: str = field(default="", metadata=doc("Anything a user should know before picking this pair."))
+    architecture: Architecture | None = field(
+        default=None, metadata=doc("[architecture] table: the model's shape, for memory estimates.")
+    )
+
+    @property
+    def bundled(self) -> bool:
+        return self.base.startswith("bundled:") or self.instruct.startswith("bundled:")
+
+    def refs(self) -> tuple[str, str]:
+        """The references `ondevice` commands take for the base and the instruct model."""
+        return tuple(r if r.startswith("bundled:") else f"hf:{r}" for r in (self.base, self.instruct))  # type: ignore[return-value]
+
+    def as_dict(self) -> dict[str, Any]:
+        arch = self.architecture
+        return {
+            "name": self.name,
+            "path": str(self.path) if self.path else None,
+            "origin": self.origin,
+            "family": self.family,
+            "size": self.size,
+            "description": self.description,
+            "base": self.base,
+            "base_revision": self.base_revision,
+            "instruct": self.instruct,
+            "instruct_revision": self.instruct_revision,
+            "license": self.license,
+            "gated": self.gated,
+            "ladder": list(self.ladder),
+            "notes": self.notes,
+            "architecture": None if arch is None else dict(arch.__dict__),
+        }
+
+
+def load_model_pair(name: str) -> ModelPair:
+    """A model-pair profile by name (the user's replaces the shipped one) or by path."""
+    source = find_profile("models", name)
+    return load_file(
+        ModelPair, source.path, {"name": source.name, "path": source.path, "origin": source.origin}
+    )
+
+
+def model_pairs() -> list[ModelPair]:
+    return [load_model_pair(s.name) for s in list_profiles("models")]
+
+
+def pairs_for(family_or_name: str) -> list[ModelPair]:
+    """The pairs of a family (every size), or the one pair of that name; smallest first."""
+    wanted = family_or_name.strip().lower()
+    pairs = model_pairs()
+    found = [p for p in pairs if p.name.lower() == wanted] or [p for p in pairs if p.family.lower() == wanted]
+    if not found:
+        families = sorted({p.family for p in pairs})
+        raise OndeviceError(
+            f"no model family or pair named {family_or_name!r}; families: {', '.join(families)}; "
+            f"pairs: {', '.join(p.name for p in pairs)}"
+        )
+    return sorted(found, key=lambda p: p.architecture.parameters if p.architecture else 0)

@@ -1,0 +1,213 @@
+"""Which quantization levels of a family fit a memory budget, with how much context, best quality first."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import locations
+from .model_pairs import ModelPair, pairs_for
+from .preflight import KV_PAD, ModelShape, estimate_memory
+from .runtime.protocol import LoadOptions
+
+__all__ = ["TYPICAL", "Recommendation", "measured_quality", "recommend"]
+
+MIN_CONTEXT = 2048  # below this a level does not count as fitting: too short for a real chat
+TYPICAL_SOURCE = "typical: llama.cpp's quantize table (PPL increase over F16 on Llama-3-8B)"
+
+
+@dataclass(frozen=True)
+class Typical:
+    bits_per_weight: float
+    ppl_increase: float
+
+
+# From llama.cpp's tools/quantize/quantize.cpp: file size of Llama-3-8B (8.03 B parameters) at each
+# level, turned into bits per weight, and the perplexity it adds over F16. Tiny models (rows not a
+# multiple of 256) get more bits per weight at K-quant levels than these: the levels fall back.
+TYPICAL = {
+    "F32": Typical(32.0, 0.0),
+    "BF16": Typical(16.0, 0.0),
+    "F16": Typical(16.0, 0.002),
+    "Q8_0": Typical(8.52, 0.0026),
+    "Q6_K": Typical(6.57, 0.0217),
+    "Q5_K_M": Typical(5.70, 0.0569),
+    "Q5_K_S": Typical(5.57, 0.1049),
+    "Q5_1": Typical(6.04, 0.1062),
+    "Q5_0": Typical(5.57, 0.1316),
+    "Q4_K_M": Typical(4.90, 0.1754),
+    "Q4_K_S": Typical(4.67, 0.2689),
+    "Q4_1": Typical(5.11, 0.4511),
+    "Q4_0": Typical(4.64, 0.4685),
+    "Q3_K_L": Typical(4.31, 0.5562),
+    "Q3_K_M": Typical(4.00, 0.6569),
+    "Q3_K_S": Typical(3.65, 1.6321),
+    "Q2_K": Typical(3.17, 3.5199),
+}
+LOSSY_PPL_INCREASE = 0.3  # beyond this (below Q4_K_S) a smaller model at a better level usually wins
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    pair: str
+    size: str
+    parameters: int
+    quant: str
+    bits_per_weight: float
+    weights_bytes: int
+    max_context: int  # the most context that fits (capped at the trained context); 0: does not fit
+    needed_bytes: int  # at max_context, or at MIN_CONTEXT when it does not fit
+    quality_loss: float
+    quality_source: str
+    rank: int = 0
+
+    @property
+    def fits(self) -> bool:
+        return self.max_context >= MIN_CONTEXT
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "rank": self.rank,
+            "pair": self.pair,
+            "size": self.size,
+            "parameters": self.parameters,
+            "quant": self.quant,
+            "bits_per_weight": self.bits_per_weight,
+            "weights_bytes": self.weights_bytes,
+            "fits": self.fits,
+            "max_context": self.max_context,
+            "needed_bytes": self.needed_bytes,
+            "quality_loss": self.quality_loss,
+            "quality_source": self.quality_source,
+        }
+
+
+def recommend(
+    family: str,
+    budget_bytes: int,
+    *,
+    n_batch: int = 512,
+    measured: dict[tuple[str, str], tuple[float, str]] | None = None,
+) -> tuple[list[Recommendation], list[str]]:
+    """Every level of every pair in ``family`` against ``budget_bytes`` of RAM (headroom already taken).
+
+    Returns the levels ranked (fitting ones first, best quality first) and notes on what was skipped.
+    ``measured`` maps (pair name, QUANT) to (loss, source), e.g. from :func:`measured_quality`.
+    """
+    measured = measured if measured is not None else measured_quality()
+    rows: list[Recommendation] = []
+    notes: list[str] = []
+    for pair in pairs_for(family):
+        if pair.architecture is None:
+            notes.append(
+                f"{pair.name}: no [architecture] table (ships fixed files); see `ondevice models info`"
+            )
+            continue
+        rows += _levels(pair, budget_bytes, n_batch, measured)
+    ranked = sorted(rows, key=_rank_key)
+    return [_with_rank(r, i) for i, r in enumerate(ranked, start=1)], notes
+
+
+def _levels(
+    pair: ModelPair, budget: int, n_batch: int, measured: dict[tuple[str, str], tuple[float, str]]
+) -> Iterator[Recommendation]:
+    arch = pair.architecture
+    assert arch is not None
+    shape = ModelShape.from_architecture(arch)
+    per_cell = shape.kv_bytes_per_cell()
+    for quant in pair.ladder:
+        typical = TYPICAL.get(quant.upper())
+        if typical is None:
+            continue
+        weights = int(arch.parameters * typical.bits_per_weight / 8)
+        base = estimate_memory(shape, weights, LoadOptions(n_ctx=KV_PAD, n_batch=n_batch, use_mmap=False))
+        fixed = base.total_bytes - per_cell * KV_PAD
+        cells = math.floor((budget - fixed) / per_cell) if per_cell else arch.context_length
+        context = min(arch.context_length, cells // KV_PAD * KV_PAD)
+        context = context if context >= MIN_CONTEXT else 0
+        needed = int(fixed + per_cell * max(context, MIN_CONTEXT))
+        loss, source = measured.get((pair.name, quant.upper()), (typical.ppl_increase, TYPICAL_SOURCE))
+        yield Recommendation(
+            pair.name,
+            pair.size,
+            arch.parameters,
+            quant.upper(),
+            typical.bits_per_weight,
+            weights,
+            context,
+            needed,
+            loss,
+            source,
+        )
+
+
+def _rank_key(r: Recommendation) -> tuple:
+    # Fitting levels first; then the usable levels (Q4_K_S and better) of the larger model ahead of the
+    # smaller, then the lossy ones; inside a model, the smaller loss first.
+    lossy = r.quant in TYPICAL and TYPICAL[r.quant].ppl_increase > LOSSY_PPL_INCREASE
+    return (not r.fits, lossy, -r.parameters, r.quality_loss, -r.max_context)
+
+
+def _with_rank(r: Recommendation, rank: int) -> Recommendation:
+    return Recommendation(**{**r.__dict__, "rank": rank})
+
+
+def measured_quality(runs: Path | None = None) -> dict[tuple[str, str], tuple[float, str]]:
+    """Mean KL divergence per (pair name, QUANT) from saved eval runs (JSON under ``runs_dir()``).
+
+    Reads any JSON object that names a model (``model``/``ref``), its quantization (``quant`` /
+    ``quantization`` or a ``:QUANT`` suffix of the reference) and a KLD mean (``kld_mean``, ``mean_kld``
+    or ``kld`` as a number or ``{"mean": ...}``). Files it cannot read are skipped.
+    """
+    root = runs or locations.runs_dir()
+    found: dict[tuple[str, str], tuple[float, str]] = {}
+    if not root.is_dir():
+        return found
+    from .model_pairs import model_pairs
+
+    pairs = [p for p in model_pairs() if not p.bundled]
+    for path in sorted(root.rglob("*.json")):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        for record in _records(data):
+            ref = str(record.get("model") or record.get("ref") or "")
+            quant = str(record.get("quant") or record.get("quantization") or ref.rpartition(":")[2]).upper()
+            kld = _kld(record)
+            if not ref or kld is None or quant not in TYPICAL:
+                continue
+            for pair in pairs:
+                if _names_pair(ref, pair):
+                    found[(pair.name, quant)] = (kld, f"measured: mean KLD {kld:.4f} ({path.name})")
+    return found
+
+
+def _records(data: Any) -> Iterator[dict]:
+    if isinstance(data, dict):
+        yield data
+        for value in data.values():
+            yield from _records(value)
+    elif isinstance(data, list):
+        for item in data:
+            yield from _records(item)
+
+
+def _kld(record: dict) -> float | None:
+    for key in ("kld_mean", "mean_kld", "kld"):
+        value = record.get(key)
+        if isinstance(value, dict):
+            value = value.get("mean")
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    return None
+
+
+def _names_pair(ref: str, pair: ModelPair) -> bool:
+    ref = ref.lower().removeprefix("hf:").partition(":")[0].partition("@")[0]
+    repos = {pair.base.lower(), pair.instruct.lower()}
+    return ref in repos or ref.rpartition("/")[2] in {r.rpartition("/")[2] for r in repos} or ref == pair.name

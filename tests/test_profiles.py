@@ -1,0 +1,339 @@
+"""Hardware and model-pair profiles: shipped data, validation, selection for described machines, CLI."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from ondevice import hardware as hardware_module
+from ondevice.cli import cli
+from ondevice.cli.common import load_plan
+from ondevice.hardware import GPU, Hardware
+from ondevice.hardware_profiles import (
+    HardwareProfile,
+    choose_profile,
+    hardware_profiles,
+    load_hardware_profile,
+    resolve_load_options,
+)
+from ondevice.model_pairs import ModelPair, model_pairs, pairs_for
+from ondevice.profile_files import ProfileError, field_docs, load_file
+from ondevice.recommend import recommend
+
+GiB = 1 << 30
+
+INTEL_8GB = Hardware(
+    os="Linux",
+    os_version="Ubuntu 24.04",
+    machine="x86_64",
+    cpu_model="Intel(R) Core(TM) i5-8250U CPU @ 1.60GHz",
+    physical_cores=4,
+    logical_cores=8,
+    total_ram_bytes=int(7.7 * GiB),
+    available_ram_bytes=5 * GiB,
+    simd=("sse3", "avx", "avx2", "fma", "f16c"),
+)
+M2_16GB = Hardware(
+    os="Darwin",
+    os_version="14.5",
+    machine="arm64",
+    cpu_model="Apple M2",
+    physical_cores=8,
+    logical_cores=8,
+    total_ram_bytes=16 * GiB,
+    available_ram_bytes=10 * GiB,
+    simd=("neon", "dotprod", "fp16"),
+    apple_silicon=True,
+    metal=True,
+    gpu_offload_supported=True,
+)
+LINUX_4090 = Hardware(
+    os="Linux",
+    os_version="Ubuntu 22.04",
+    machine="x86_64",
+    cpu_model="AMD Ryzen 9 7950X",
+    physical_cores=16,
+    logical_cores=32,
+    total_ram_bytes=64 * GiB,
+    available_ram_bytes=60 * GiB,
+    gpus=(GPU("NVIDIA GeForce RTX 4090", 24 * GiB, "550.54", 23 * GiB),),
+    gpu_offload_supported=True,
+)
+LOW_4GB = Hardware(
+    os="Linux",
+    os_version="Debian 12",
+    machine="aarch64",
+    cpu_model="Cortex-A72",
+    physical_cores=4,
+    logical_cores=4,
+    total_ram_bytes=int(3.8 * GiB),
+    available_ram_bytes=3 * GiB,
+)
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(cli, list(args))
+
+
+@pytest.fixture
+def machine(monkeypatch):
+    """Make every command see a described machine instead of this one."""
+
+    def use(hw: Hardware) -> None:
+        monkeypatch.setattr(hardware_module, "detect_hardware", lambda: hw)
+
+    return use
+
+
+# --- shipped data ---------------------------------------------------------------------------------
+
+
+def test_shipped_hardware_profiles_load():
+    names = {p.name for p in hardware_profiles()}
+    assert {"cpu-laptop", "low-memory-laptop", "apple-metal", "cuda"} <= names
+    assert load_hardware_profile("cuda").gpu_layers == -1
+    assert load_hardware_profile("cpu-laptop").gpu_layers == 0
+
+
+def test_shipped_model_pairs_cover_the_families():
+    pairs = {p.name: p for p in model_pairs()}
+    wanted = {
+        "smollm2-135m",
+        "smollm2-360m",
+        "smollm2-1.7b",
+        "qwen2.5-0.5b",
+        "qwen2.5-1.5b",
+        "gemma-3-270m",
+        "gemma-3-1b",
+        "llama-3.2-1b",
+        "llama-3.2-3b",
+        "bundled",
+    }
+    assert wanted <= set(pairs)
+    for pair in pairs.values():
+        assert pair.family and pair.base and pair.instruct and pair.license and pair.ladder
+        assert pair.base_revision and pair.instruct_revision
+        if not pair.bundled:
+            assert re.fullmatch(r"[\w.-]+/[\w.-]+", pair.base) and re.fullmatch(
+                r"[\w.-]+/[\w.-]+", pair.instruct
+            )
+            assert pair.architecture is not None
+    assert pairs["bundled"].refs() == ("bundled:gemma-3-270m", "bundled:smollm2-135m-instruct")
+    assert [p.size for p in pairs_for("smollm2")] == ["135M", "360M", "1.7B"]
+
+
+def test_every_field_is_documented_in_code_and_in_the_shipped_files():
+    for cls in (HardwareProfile, ModelPair):
+        for key, _, text, _ in field_docs(cls):
+            assert text, f"{cls.__name__}.{key} has no documentation"
+    for path in Path(load_hardware_profile("cpu-laptop").path).parent.glob("*.toml"):
+        for line in path.read_text().splitlines():
+            if re.match(r"^\w+\s*=", line) and not line.startswith("description"):
+                assert "#" in line, f"{path.name}: {line!r} has no comment"
+
+
+# --- validation -----------------------------------------------------------------------------------
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("text", "fragments"),
+    [
+        ("threads = 4\nthread = 4\n", ["line 2", "'thread'", "unknown key", "did you mean 'threads'"]),
+        ('context = 4096\nthreads = "four"\n', ["line 2", "'threads'", "expected an integer", "'four'"]),
+        ("mmap = 1\n", ["line 1", "'mmap'", "expected a boolean"]),
+        ('kv_cache_type = "q3"\n', ["line 1", "'kv_cache_type'", "not one of"]),
+        ('memory_headroom = "lots"\n', ["line 1", "'memory_headroom'", "not a size"]),
+        ("gpu_layers = -2\n", ["line 1", "'gpu_layers'", "below the minimum -1"]),
+        ("threads = 4\ncontext = \n", ["line 2", "not valid TOML"]),
+    ],
+)
+def test_bad_hardware_profile_names_file_key_and_line(tmp_path, text, fragments):
+    path = _write(tmp_path, text)
+    with pytest.raises(ProfileError) as error:
+        load_file(HardwareProfile, path)
+    message = str(error.value)
+    assert "\n" not in message and str(path) in message
+    for fragment in fragments:
+        assert fragment in message, message
+
+
+def test_bad_nested_key_in_a_model_pair(tmp_path):
+    text = 'family = "x"\nbase = "a/b"\ninstruct = "a/c"\n\n[architecture]\nparameters = 1\nlayers = "many"\n'
+    with pytest.raises(
+        ProfileError, match=r"bad\.toml, line 7: key 'architecture\.layers': expected an integer"
+    ):
+        load_file(ModelPair, _write(tmp_path, text))
+    with pytest.raises(ProfileError, match=r"'ladder': 'Q9' is not one of"):
+        load_file(ModelPair, _write(tmp_path, 'ladder = ["Q8_0", "Q9"]\n'))
+
+
+def test_missing_profile_file_and_unknown_name(tmp_path):
+    missing = tmp_path / "nowhere.toml"
+    with pytest.raises(ProfileError, match=r"nowhere\.toml: no such profile file"):
+        load_hardware_profile(str(missing))
+    with pytest.raises(
+        ProfileError, match=r"no hardware profile named 'cpu-lapton'; did you mean cpu-laptop"
+    ):
+        load_hardware_profile("cpu-lapton")
+
+
+def test_bad_profile_through_the_cli_is_one_line(tmp_path):
+    path = _write(tmp_path, "threads = 4\nbatchsize = 8\n")
+    result = invoke("run", "bundled:smollm2-135m-instruct", "hi", "--profile", str(path))
+    assert result.exit_code != 0
+    (line,) = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert str(path) in line and "line 2" in line and "'batchsize'" in line
+
+
+def test_user_profile_overrides_the_shipped_one(isolated_home):
+    user = isolated_home / "profiles" / "hardware"
+    user.mkdir(parents=True)
+    (user / "cpu-laptop.toml").write_text('description = "mine"\ncontext = 1024\n')
+    profile = load_hardware_profile("cpu-laptop")
+    assert (profile.origin, profile.context, profile.description) == ("user", 1024, "mine")
+    assert profile.threads == 0  # unset keys take the schema's defaults
+
+
+# --- selection for described machines -------------------------------------------------------------
+
+
+def test_8gb_intel_laptop_gets_the_cpu_profile():
+    selection = choose_profile(INTEL_8GB)
+    assert selection.profile == "cpu-laptop"
+    assert "4 physical cores" in selection.reason and not selection.advice
+
+
+def test_16gb_m2_gets_apple_metal():
+    selection = choose_profile(M2_16GB)
+    assert selection.profile == "apple-metal" and "Apple M2" in selection.reason
+
+
+def test_m2_without_a_metal_build_is_told_how_to_rebuild():
+    selection = choose_profile(Hardware(**{**M2_16GB.__dict__, "gpu_offload_supported": False}))
+    assert selection.profile == "cpu-laptop"
+    assert any('CMAKE_ARGS="-DGGML_METAL=on"' in line for line in selection.advice)
+
+
+def test_linux_with_24gb_nvidia_gets_cuda():
+    selection = choose_profile(LINUX_4090)
+    assert selection.profile == "cuda" and "RTX 4090" in selection.reason
+
+
+def test_nvidia_gpu_with_a_cpu_build_is_told_how_to_rebuild():
+    selection = choose_profile(Hardware(**{**LINUX_4090.__dict__, "gpu_offload_supported": False}))
+    assert selection.profile == "cpu-laptop"
+    assert any('CMAKE_ARGS="-DGGML_CUDA=on"' in line for line in selection.advice)
+
+
+def test_4gb_box_gets_the_low_memory_profile():
+    selection = choose_profile(LOW_4GB)
+    assert selection.profile == "low-memory-laptop" and "only" in selection.reason
+
+
+# --- options: explicit flags beat the profile -------------------------------------------------------
+
+
+def test_explicit_options_beat_the_profile():
+    profile = load_hardware_profile("cuda")
+    options = resolve_load_options(profile, {"n_ctx": 1024, "n_gpu_layers": 0, "use_mmap": None})
+    assert (options.n_ctx, options.n_gpu_layers, options.n_batch, options.use_mmap) == (1024, 0, 512, True)
+    assert resolve_load_options(profile, {}).n_ctx == profile.context
+
+
+def test_load_plan_picks_the_machines_profile_and_keeps_given_flags(machine):
+    machine(LOW_4GB)
+    kwargs = {"n_ctx": None, "threads": 3, "n_batch": None, "gpu_layers": None, "no_mmap": True}
+    plan = load_plan({**kwargs, "profile_name": None, "force": False})
+    assert plan.profile.name == "low-memory-laptop"
+    assert (plan.options.n_ctx, plan.options.n_threads, plan.options.n_batch) == (2048, 3, 256)
+    assert plan.options.use_mmap is False
+    named = load_plan({**kwargs, "profile_name": "cuda", "force": True})
+    assert named.profile.name == "cuda" and named.reason == "named with --profile" and named.force
+
+
+# --- CLI ----------------------------------------------------------------------------------------------
+
+
+def test_profiles_list_shows_both_kinds(machine):
+    machine(INTEL_8GB)
+    data = json.loads(invoke("profiles", "list", "--json").output)
+    assert data["picked"]["profile"] == "cpu-laptop"
+    assert {p["name"] for p in data["hardware"]} >= {"cuda", "apple-metal"}
+    assert "qwen2.5-0.5b" in {p["name"] for p in data["models"]}
+    text = invoke("profiles", "list").output
+    assert "Hardware profiles" in text and "Model pairs" in text
+
+
+def test_profiles_show_and_schema():
+    data = json.loads(invoke("profiles", "show", "llama-3.2-3b", "--json").output)
+    assert data["kind"] == "models" and data["instruct"] == "meta-llama/Llama-3.2-3B-Instruct"
+    schema = json.loads(invoke("profiles", "show", "--schema", "--kind", "hardware", "--json").output)
+    assert {row["key"] for row in schema["hardware"]} >= {"threads", "kv_cache_type", "memory_headroom"}
+    assert "no profile named" in invoke("profiles", "show", "nothing").output
+
+
+def test_profiles_detect_reads_a_described_machine(tmp_path):
+    described = tmp_path / "m2.json"
+    described.write_text(json.dumps(M2_16GB.as_dict()))
+    data = json.loads(invoke("profiles", "detect", "--hardware", str(described), "--json").output)
+    assert data["profile"]["name"] == "apple-metal"
+    assert data["hardware"]["cpu_model"] == "Apple M2"
+
+
+def test_doctor_names_profile_cores_and_ram(machine):
+    machine(Hardware(**{**LINUX_4090.__dict__, "gpu_offload_supported": False}))
+    result = invoke("doctor")
+    assert result.exit_code == 0, result.output
+    assert "cpu-laptop" in result.output and "16 physical cores" in result.output
+    assert "-DGGML_CUDA=on" in result.output
+    data = json.loads(invoke("doctor", "--json").output)
+    assert data["hardware"]["gpus"][0]["name"] == "NVIDIA GeForce RTX 4090"
+
+
+def test_doctor_on_this_machine():
+    data = json.loads(invoke("doctor", "--json").output)
+    assert data["profile"]["name"] in {"cpu-laptop", "low-memory-laptop", "cuda", "apple-metal"}
+    assert data["hardware"]["physical_cores"] >= 1 and data["hardware"]["total_ram_bytes"] > 0
+
+
+def test_recommend_ranks_levels_that_fit(machine):
+    machine(INTEL_8GB)
+    result = invoke("profiles", "recommend", "llama3.2", "--ram", "4G", "--json")
+    data = json.loads(result.output)
+    levels = data["levels"]
+    assert data["quality"].startswith("typical") and data["ram_bytes"] == 4 * GiB
+    fitting = [row for row in levels if row["fits"]]
+    assert fitting and [r["rank"] for r in levels] == list(range(1, len(levels) + 1))
+    assert all(r["max_context"] >= 2048 for r in fitting)
+    assert not levels[-1]["fits"] or len(fitting) == len(levels)
+    # The 3B at Q8_0 (3.4 GB of weights) cannot leave 2048 tokens of context in 3.5 GB.
+    q8_3b = next(r for r in levels if r["pair"] == "llama-3.2-3b" and r["quant"] == "Q8_0")
+    assert not q8_3b["fits"]
+    assert fitting[0]["pair"] == "llama-3.2-3b"
+    assert "does not fit" in invoke("profiles", "recommend", "llama3.2", "--ram", "4G").output
+
+
+def test_recommend_uses_measured_runs_when_the_store_has_them(isolated_home):
+    runs = isolated_home / "runs"
+    runs.mkdir(parents=True)
+    record = {"results": [{"model": "hf:Qwen/Qwen2.5-0.5B-Instruct:Q4_K_M", "kld": {"mean": 0.031}}]}
+    (runs / "eval-1.json").write_text(json.dumps(record))
+    levels, _ = recommend("qwen2.5-0.5b", 8 * GiB)
+    q4 = next(r for r in levels if r.quant == "Q4_K_M")
+    assert q4.quality_loss == 0.031 and q4.quality_source.startswith("measured")
+    assert next(r for r in levels if r.quant == "Q8_0").quality_source.startswith("typical")
+
+
+def test_recommend_unknown_family_is_one_line():
+    result = invoke("profiles", "recommend", "gpt5")
+    assert result.exit_code != 0 and "no model family or pair named 'gpt5'" in result.output
