@@ -10,6 +10,7 @@ import contextlib
 import multiprocessing as mp
 import os
 import signal
+import sys
 import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -22,6 +23,8 @@ from ..errors import PromptError, WorkerError
 from ..kinds import Kind
 from ..prompting import TRANSCRIPT_STOPS, Message, PromptMode
 from .protocol import (
+    BenchRequest,
+    BenchTiming,
     DetokenizeRequest,
     Failed,
     Finished,
@@ -32,6 +35,7 @@ from .protocol import (
     PromptReady,
     Reply,
     ResetRequest,
+    ScoreRequest,
     TokenEvent,
     TokenizeRequest,
 )
@@ -58,6 +62,22 @@ def chat_turn(has_template: bool, messages: list[Message], params: GenerationPar
     return GenerateRequest(tuple(messages), PromptMode.TRANSCRIPT, params)
 
 
+@contextlib.contextmanager
+def _file_backed_stdio() -> Iterator[None]:
+    """Let multiprocessing see the real stdout and stderr for a moment.
+
+    Starting a worker (and multiprocessing's resource tracker) passes sys.stderr's file descriptor
+    to the child; a terminal UI swaps sys.stderr for an object without one, which spawn rejects.
+    """
+    saved = sys.stdout, sys.stderr
+    if sys.__stdout__ is not None and sys.__stderr__ is not None:
+        sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = saved
+
+
 def _failure(event: Failed) -> Exception:
     return (PromptError if event.kind == "prompt" else WorkerError)(event.message)
 
@@ -78,6 +98,10 @@ class Backend(ABC):
     @abstractmethod
     def close(self) -> None:
         """Release the model."""
+
+    @abstractmethod
+    def rss_bytes(self) -> int:
+        """Resident memory the model takes now (0 once released)."""
 
     def generate(self, request: GenerateRequest) -> Finished:
         """Run a request to the end and return its Finished event."""
@@ -105,11 +129,12 @@ class WorkerModel(Backend):
         self.label = label or Path(path).name
         ctx = mp.get_context("spawn")
         self._conn, child = ctx.Pipe()
-        self._cancel = ctx.Event()
         fd, self._log_path = tempfile.mkstemp(prefix="ondevice-worker-", suffix=".log")
         os.close(fd)
         from .worker import worker_main
 
+        with _file_backed_stdio():
+            self._cancel = ctx.Event()
         self.process = ctx.Process(
             target=worker_main,
             args=(child, str(path), options or LoadOptions(), self._cancel, self._log_path),
@@ -118,7 +143,8 @@ class WorkerModel(Backend):
         )
         self._busy = False
         self._stopped: Finished | None = None  # the end of an answer whose consumer stopped reading
-        self.process.start()
+        with _file_backed_stdio():
+            self.process.start()
         child.close()
         try:
             first = self._recv("loading")
@@ -236,6 +262,15 @@ class WorkerModel(Backend):
         """Start a new conversation: forget the KV cache."""
         self._ask(ResetRequest(), "resetting")
 
+    def bench(self, test: str, n_tokens: int, n_threads: int | None = None, seed: int = 0) -> BenchTiming:
+        """Run one llama-bench test ("pp" or "tg") in the worker; the KV cache is cleared around it."""
+        request = BenchRequest(test, n_tokens, n_threads, seed)
+        return self._ask(request, f"benchmarking {test}{n_tokens}")  # type: ignore[return-value]
+
+    def score(self, request: ScoreRequest):  # -> ondevice.measure.logprobs.ChunkScores
+        """Evaluate one chunk of tokens and return its per-position scores (see ScoreRequest)."""
+        return self._ask(request, "scoring a chunk")
+
     def rss_bytes(self) -> int:
         """The worker's resident memory now (0 once it has gone)."""
         try:
@@ -244,10 +279,9 @@ class WorkerModel(Backend):
             return 0
 
     def close(self) -> None:
-        if self._busy:
-            self.cancel()
-            with contextlib.suppress(WorkerError):
-                self.drain()
+        """End the worker. Safe to call from another thread while one is streaming: the answer is
+        cancelled, the worker exits after it, and the streaming thread sees the pipe close."""
+        self.cancel()
         if self.process.is_alive():
             with contextlib.suppress(OSError, ValueError):
                 self._conn.send(None)

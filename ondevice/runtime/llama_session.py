@@ -10,6 +10,7 @@ import codecs
 import collections
 import ctypes
 import os
+import random
 import re
 import sys
 import time
@@ -22,6 +23,8 @@ from ..errors import PromptError, WorkerError
 from ..prompting import PromptMode, render
 from .memory import peak_rss_bytes
 from .protocol import (
+    BenchRequest,
+    BenchTiming,
     Finished,
     GenerateRequest,
     GenerationParams,
@@ -29,6 +32,7 @@ from .protocol import (
     LoadOptions,
     ModelFacts,
     PromptReady,
+    ScoreRequest,
     TokenEvent,
 )
 from .stops import StopScanner
@@ -301,3 +305,118 @@ class LlamaSession:
             stop_reason=stop_reason,
         )
         yield Finished(text=stops.text, token_ids=tuple(generated), prompt=ready, stats=stats)
+
+    # -- measuring ----------------------------------------------------------------------------
+
+    def bench(self, request: BenchRequest) -> BenchTiming:
+        """One llama-bench test (pp or tg) on an empty KV cache, timed around the decode calls only."""
+        if request.test not in ("pp", "tg"):
+            raise WorkerError(f"unknown bench test {request.test!r}")
+        needed = request.n_tokens + (1 if request.test == "tg" else 0)
+        if request.n_tokens < 1 or needed > self.n_ctx:
+            raise PromptError(
+                f"{request.test}{request.n_tokens} needs a context of {needed} tokens but it holds "
+                f"{self.n_ctx}; raise --ctx"
+            )
+        threads = request.n_threads or self.facts.n_threads
+        rng = random.Random(request.seed)
+        n_vocab, bos = self.facts.n_vocab, llama_cpp.llama_vocab_bos(self.vocab)
+        # As llama-bench: random ids, BOS first when the model wants one.
+        tokens = [rng.randrange(n_vocab) for _ in range(request.n_tokens)]
+        if self.facts.add_bos and bos >= 0:
+            tokens[0] = bos
+        llama_cpp.llama_set_n_threads(self.ctx, threads, threads)
+        self.reset()
+        first_token = 0.0
+        try:
+            if request.test == "pp":
+                seconds, first_token = self._bench_prompt(tokens)
+            else:
+                seconds = self._bench_generation(tokens)
+        finally:
+            self.reset()
+            llama_cpp.llama_set_n_threads(self.ctx, self.facts.n_threads, self.facts.n_threads)
+        return BenchTiming(request.test, request.n_tokens, threads, seconds, first_token, peak_rss_bytes())
+
+    def _bench_prompt(self, tokens: list[int]) -> tuple[float, float]:
+        arrays = [
+            (llama_cpp.llama_token * len(chunk))(*chunk)
+            for chunk in (tokens[i : i + self.n_batch] for i in range(0, len(tokens), self.n_batch))
+        ]
+        greedy = llama_cpp.llama_sampler_init_greedy()
+        try:
+            started = time.perf_counter()
+            for array in arrays:
+                self._decode(llama_cpp.llama_batch_get_one(array, len(array)))
+            llama_cpp.llama_synchronize(self.ctx)
+            seconds = time.perf_counter() - started
+            llama_cpp.llama_sampler_sample(greedy, self.ctx, -1)
+            first_token = time.perf_counter() - started
+        finally:
+            llama_cpp.llama_sampler_free(greedy)
+        return seconds, first_token
+
+    def _bench_generation(self, tokens: list[int]) -> float:
+        one = (llama_cpp.llama_token * 1)()
+        batch = llama_cpp.llama_batch_get_one(one, 1)
+        ctx, decode, synchronize = self.ctx, llama_cpp.llama_decode, llama_cpp.llama_synchronize
+        started = time.perf_counter()
+        for token in tokens:
+            one[0] = token
+            status = decode(ctx, batch)
+            if status != 0:
+                raise WorkerError(f"llama_decode failed with status {status}: {last_log_error()}")
+            synchronize(ctx)
+        return time.perf_counter() - started
+
+    def score(self, request: ScoreRequest):  # -> ChunkScores (numpy is imported only when scoring)
+        """Evaluate one chunk and score its positions first .. len-2 (see ScoreRequest)."""
+        import numpy as np
+
+        from ..measure.logprobs import ReferenceFiles, concat, quantize, score_rows
+
+        tokens, first = list(request.tokens), request.first
+        n, n_vocab = len(tokens), self.facts.n_vocab
+        if n > self.n_ctx or not 0 <= first < n - 1:
+            raise PromptError(f"a chunk of {n} tokens from {first} does not fit a context of {self.n_ctx}")
+        files = ReferenceFiles(request.save_path or request.compare_path or "", n_vocab)
+        ref_nll = np.asarray(request.reference_nll, dtype=np.float64)
+        ref_top = np.asarray(request.reference_top, dtype=np.int32)
+        self.reset()
+        parts = []
+        batch = llama_cpp.llama_batch_init(self.n_batch, 0, 1)
+        try:
+            for start in range(0, n, self.n_batch):
+                size = min(self.n_batch, n - start)
+                for k in range(size):
+                    pos = start + k
+                    batch.token[k], batch.pos[k], batch.n_seq_id[k] = tokens[pos], pos, 1
+                    batch.seq_id[k][0] = 0
+                    batch.logits[k] = pos >= first
+                batch.n_tokens = size
+                self._decode(batch)
+                p0 = max(first, start)  # the position of the first output row of this batch
+                n_out = start + size - p0
+                if n_out <= 0:
+                    continue
+                logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits(self.ctx), shape=(n_out, n_vocab))
+                # Blocks of rows keep the float64 temporaries small even for a 262144-token vocabulary.
+                for b in range(p0, min(start + size, n - 1), _SCORE_BLOCK):
+                    e = min(b + _SCORE_BLOCK, start + size, n - 1)
+                    rows, r0 = logits[b - p0 : e - p0], b - first
+                    targets = np.asarray(tokens[b + 1 : e + 1])
+                    if request.save_path:
+                        files.write(request.row + r0, *quantize(rows))
+                    if request.compare_path:
+                        reference = files.read(request.row + r0, e - b)
+                        nll, top = ref_nll[r0 : r0 + e - b], ref_top[r0 : r0 + e - b]
+                        parts.append(score_rows(rows, targets, reference, nll, top))
+                    else:
+                        parts.append(score_rows(rows, targets))
+        finally:
+            llama_cpp.llama_batch_free(batch)
+            self.reset()
+        return concat(parts)
+
+
+_SCORE_BLOCK = 16

@@ -155,3 +155,40 @@ class Reply:
     """The answer to a tokenize, detokenize or reset request."""
 
     value: object = None
+
+
+@dataclass(frozen=True)
+class BenchRequest:
+    """One llama-bench test on an empty KV cache: "pp" decodes `n_tokens` random ids in prompt
+    batches; "tg" decodes them one at a time. Timed inside the worker, so the pipe costs nothing."""
+
+    test: str  # "pp" or "tg"
+    n_tokens: int
+    n_threads: int | None = None  # None: keep the threads the model was loaded with
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class BenchTiming:
+    test: str
+    n_tokens: int
+    n_threads: int
+    seconds: float  # the decode calls only, synchronized
+    first_token_seconds: float  # pp only: until a greedy first token is picked after the prompt
+    peak_rss_bytes: int
+
+
+@dataclass(frozen=True)
+class ScoreRequest:
+    """Evaluate one chunk of tokens and score positions first .. len-2 against the token after each
+    (llama-perplexity). With `save_path` the worker writes its quantized log-probabilities for those
+    positions as rows `row ...` of the reference files; with `compare_path` it reads those rows
+    and scores KL divergence and top-token agreement against them."""
+
+    tokens: tuple[int, ...]
+    first: int
+    row: int = 0
+    save_path: str | None = None
+    compare_path: str | None = None
+    reference_nll: tuple[float, ...] = ()  # the reference's exact -log p(next) for these rows
+    reference_top: tuple[int, ...] = ()  # the reference's most likely token for these rows

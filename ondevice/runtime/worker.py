@@ -9,12 +9,14 @@ from multiprocessing.synchronize import Event
 
 from ..errors import OndeviceError, PromptError
 from .protocol import (
+    BenchRequest,
     DetokenizeRequest,
     Failed,
     GenerateRequest,
     LoadOptions,
     Reply,
     ResetRequest,
+    ScoreRequest,
     TokenizeRequest,
 )
 
@@ -60,6 +62,10 @@ def _serve(conn: Connection, session, cancel: Event) -> None:
             elif isinstance(message, ResetRequest):
                 session.reset()
                 conn.send(Reply())
+            elif isinstance(message, BenchRequest):
+                conn.send(Reply(session.bench(message)))
+            elif isinstance(message, ScoreRequest):
+                conn.send(Reply(session.score(message)))
             else:
                 conn.send(Failed(f"unknown request {type(message).__name__}"))
         except PromptError as exc:
