@@ -1,0 +1,306 @@
+"""The interface every architecture family implements, and the streaming GGUF writer they share.
+
+A family turns a checkpoint into (1) hyperparameters for the GGUF metadata and (2) a plan: for each
+safetensors tensor, its GGUF name, shape and a transform. The writer lays out every tensor's header
+from the plan alone, then reads, transforms, converts and writes one tensor at a time, so peak memory
+is about one tensor, not the checkpoint.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Any, ClassVar
+
+import gguf
+import numpy as np
+
+from ondevice.errors import OndeviceError
+
+from ..safetensors_reader import Checkpoint
+from .vocab import Vocab, build_vocab
+
+Transform = Callable[[np.ndarray], np.ndarray]
+ProgressFn = Callable[[int, int], None]  # (tensors written, tensors in all)
+
+
+class ConvertError(OndeviceError):
+    """A checkpoint cannot be converted as asked."""
+
+
+class OutType(str, Enum):
+    """The GGUF weight types a conversion can write."""
+
+    F32 = "f32"
+    F16 = "f16"
+    BF16 = "bf16"
+    Q8_0 = "q8_0"
+
+    @property
+    def ggml_type(self) -> gguf.GGMLQuantizationType:
+        return gguf.GGMLQuantizationType[self.name]
+
+    @property
+    def file_type(self) -> gguf.LlamaFileType:
+        return (
+            gguf.LlamaFileType.ALL_F32 if self is OutType.F32 else gguf.LlamaFileType[f"MOSTLY_{self.name}"]
+        )
+
+    @classmethod
+    def parse(cls, text: str) -> OutType:
+        try:
+            return cls(text.lower())
+        except ValueError:
+            raise ConvertError(
+                f"unknown output type {text!r}; choose one of {', '.join(t.value for t in cls)}"
+            ) from None
+
+
+@dataclass(frozen=True)
+class TensorPlan:
+    """One output tensor: its GGUF name and numpy-order shape, and how to make it from its source."""
+
+    name: str
+    source: str
+    shape: tuple[int, ...]
+    transform: Transform | None = None
+
+
+def _identity(array: np.ndarray) -> np.ndarray:
+    return array
+
+
+class Family(ABC):
+    """An architecture family: which `model_type`s it reads and how it maps them to a llama.cpp arch."""
+
+    model_types: ClassVar[tuple[str, ...]]
+    arch: ClassVar[gguf.MODEL_ARCH]
+    # Suffixes of source tensors that carry nothing llama.cpp needs (rotary caches).
+    skipped: ClassVar[tuple[str, ...]] = ("rotary_emb.inv_freq",)
+    # Whether the arch's loader wants attention key/value lengths even when they equal width / heads.
+    always_head_dim: ClassVar[bool] = False
+
+    def __init__(self, directory: Path, config: dict[str, Any], checkpoint: Checkpoint) -> None:
+        self.directory = directory
+        self.config = config
+        self.checkpoint = checkpoint
+        self.n_layers = int(self.hparam("num_hidden_layers"))
+        self.name_map = gguf.get_tensor_name_map(self.arch, self.n_layers)
+
+    @property
+    def arch_name(self) -> str:
+        return gguf.MODEL_ARCH_NAMES[self.arch]
+
+    def hparam(self, key: str, default: Any = ...) -> Any:
+        value = self.config.get(key, default)
+        if value is ...:
+            raise ConvertError(
+                f"config.json lacks {key!r}, which a {self.config.get('model_type')} model needs"
+            )
+        return value
+
+    @property
+    def n_vocab(self) -> int:
+        return int(self.hparam("vocab_size"))
+
+    @abstractmethod
+    def add_hparams(self, writer: gguf.GGUFWriter) -> None:
+        """Write the architecture's hyperparameters."""
+
+    @functools.cached_property
+    def vocab(self) -> Vocab:
+        return build_vocab(self.directory, self.n_vocab)
+
+    def add_vocab(self, writer: gguf.GGUFWriter) -> None:
+        self.vocab.add_to(writer, self.directory, self.n_vocab)
+
+    def transform(self, gguf_name: str, source: str) -> Transform | None:
+        """A change the family makes to a tensor's values (permutation, norm offset), if any."""
+        return None
+
+    def expected_shape(self, gguf_name: str) -> tuple[int, ...] | None:
+        """The shape config.json implies for a tensor (None: not checked)."""
+        return self.lookup_shape(gguf_name)
+
+    def plan(self) -> list[TensorPlan]:
+        plans = []
+        for source, ref in self.checkpoint.tensors.items():
+            if source.endswith(self.skipped):
+                continue
+            name = self.name_map.get_name(source, try_suffixes=(".weight", ".bias"))
+            if name is None:
+                raise ConvertError(f"tensor {source!r} has no GGUF name for {self.arch_name}")
+            expected = self.expected_shape(name)
+            if expected is not None and tuple(expected) != ref.shape:
+                raise ConvertError(
+                    f"tensor {source!r} has shape {list(ref.shape)}; config.json implies {list(expected)}"
+                )
+            plans.append(TensorPlan(name, source, ref.shape, self.transform(name, source)))
+        return plans
+
+    def config_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Shapes (numpy order) of the common decoder tensors, from config.json."""
+        hidden = int(self.hparam("hidden_size"))
+        heads = int(self.hparam("num_attention_heads"))
+        kv_heads = int(self.config.get("num_key_value_heads") or heads)
+        head_dim = int(self.config.get("head_dim") or hidden // heads)
+        ffn = int(self.hparam("intermediate_size"))
+        return {
+            "token_embd.weight": (self.n_vocab, hidden),
+            "output.weight": (self.n_vocab, hidden),
+            "attn_q.weight": (heads * head_dim, hidden),
+            "attn_k.weight": (kv_heads * head_dim, hidden),
+            "attn_v.weight": (kv_heads * head_dim, hidden),
+            "attn_output.weight": (hidden, heads * head_dim),
+            "attn_q.bias": (heads * head_dim,),
+            "attn_k.bias": (kv_heads * head_dim,),
+            "attn_v.bias": (kv_heads * head_dim,),
+            "ffn_gate.weight": (ffn, hidden),
+            "ffn_up.weight": (ffn, hidden),
+            "ffn_down.weight": (hidden, ffn),
+            "attn_norm.weight": (hidden,),
+            "ffn_norm.weight": (hidden,),
+            "output_norm.weight": (hidden,),
+            "attn_q_norm.weight": (head_dim,),
+            "attn_k_norm.weight": (head_dim,),
+            "post_attention_norm.weight": (hidden,),
+            "post_ffw_norm.weight": (hidden,),
+        }
+
+    def lookup_shape(self, gguf_name: str) -> tuple[int, ...] | None:
+        shapes = self.config_shapes()
+        if gguf_name in shapes:
+            return shapes[gguf_name]
+        parts = gguf_name.split(".")
+        if parts[0] == "blk" and len(parts) >= 4:
+            return shapes.get(".".join(parts[2:]))
+        return None
+
+    def add_common(self, writer: gguf.GGUFWriter) -> None:
+        """Hyperparameters every decoder-only family shares."""
+        hidden = int(self.hparam("hidden_size"))
+        heads = int(self.hparam("num_attention_heads"))
+        writer.add_block_count(self.n_layers)
+        writer.add_context_length(int(self.hparam("max_position_embeddings")))
+        writer.add_embedding_length(hidden)
+        writer.add_feed_forward_length(int(self.hparam("intermediate_size")))
+        writer.add_head_count(heads)
+        writer.add_head_count_kv(int(self.config.get("num_key_value_heads") or heads))
+        writer.add_layer_norm_rms_eps(float(self.hparam("rms_norm_eps")))
+        writer.add_vocab_size(self.n_vocab)
+        head_dim = self.config.get("head_dim")
+        head_dim = int(head_dim or hidden // heads)
+        if self.always_head_dim or head_dim != hidden // heads:
+            writer.add_key_length(head_dim)
+            writer.add_value_length(head_dim)
+
+    def rope_theta(self, layer_type: str | None = None) -> float | None:
+        """rope_theta from transformers 5's rope_parameters (per layer type) or the older flat key."""
+        params = self.config.get("rope_parameters") or {}
+        if layer_type is not None and isinstance(params.get(layer_type), dict):
+            params = params[layer_type]
+        theta = params.get("rope_theta", self.config.get("rope_theta"))
+        return float(theta) if theta is not None else None
+
+    def rope_scaling(self, writer: gguf.GGUFWriter, layer_type: str | None = None) -> None:
+        params = self.config.get("rope_parameters") or self.config.get("rope_scaling") or {}
+        if layer_type is not None and isinstance(params.get(layer_type), dict):
+            params = params[layer_type]
+        kind = params.get("rope_type", params.get("type", "default"))
+        if kind in (None, "default"):
+            return
+        if kind == "linear":
+            writer.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
+            writer.add_rope_scaling_factor(float(params["factor"]))
+            return
+        raise ConvertError(f"RoPE scaling {kind!r} is not supported yet")
+
+
+def read_config(directory: Path) -> dict[str, Any]:
+    path = directory / "config.json"
+    if not path.is_file():
+        raise ConvertError(f"{directory} has no config.json: not a Hugging Face checkpoint directory")
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConvertError(f"config.json is not valid JSON ({exc})") from None
+    if not isinstance(config, dict):
+        raise ConvertError("config.json is not a JSON object")
+    return config
+
+
+def output_type_for(plan: TensorPlan, outtype: OutType) -> gguf.GGMLQuantizationType:
+    """1-D tensors (norms, biases) stay F32, as llama.cpp expects; matrices take the output type,
+    except Q8_0 rows that are not a whole number of 32-value blocks, which fall back to F16."""
+    if len(plan.shape) < 2:
+        return gguf.GGMLQuantizationType.F32
+    if outtype is OutType.Q8_0 and plan.shape[-1] % gguf.GGML_QUANT_SIZES[outtype.ggml_type][0]:
+        return gguf.GGMLQuantizationType.F16
+    return outtype.ggml_type
+
+
+def _encode(array: np.ndarray, qtype: gguf.GGMLQuantizationType) -> np.ndarray:
+    if qtype == gguf.GGMLQuantizationType.F32:
+        return np.ascontiguousarray(array, dtype=np.float32)
+    if qtype == gguf.GGMLQuantizationType.F16:
+        return np.ascontiguousarray(array, dtype=np.float16)
+    return gguf.quants.quantize(np.ascontiguousarray(array, dtype=np.float32), qtype)
+
+
+def _nbytes(shape: tuple[int, ...], qtype: gguf.GGMLQuantizationType) -> int:
+    return int(np.prod(gguf.quant_shape_to_byte_shape(shape, qtype), dtype=np.int64))
+
+
+def write_gguf(
+    family: Family,
+    out: Path,
+    outtype: OutType,
+    metadata: dict[str, str],
+    progress: ProgressFn | None = None,
+) -> None:
+    """Write the family's checkpoint as one GGUF file at `out`, one tensor in memory at a time."""
+    plans = family.plan()
+    writer = gguf.GGUFWriter(out, family.arch_name)
+    try:
+        for key, value in metadata.items():
+            writer.add_string(key, value)
+        writer.add_file_type(int(outtype.file_type))
+        writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
+        family.add_hparams(writer)
+        family.add_vocab(writer)
+        types = []
+        for plan in plans:
+            qtype = output_type_for(plan, outtype)
+            types.append(qtype)
+            if qtype in (gguf.GGMLQuantizationType.F32, gguf.GGMLQuantizationType.F16):
+                dtype = np.float32 if qtype == gguf.GGMLQuantizationType.F32 else np.float16
+                writer.add_tensor_info(plan.name, plan.shape, np.dtype(dtype), _nbytes(plan.shape, qtype))
+            else:
+                byte_shape = gguf.quant_shape_to_byte_shape(plan.shape, qtype)
+                writer.add_tensor_info(
+                    plan.name, byte_shape, np.dtype(np.uint8), _nbytes(plan.shape, qtype), raw_dtype=qtype
+                )
+        writer.write_header_to_file(out)
+        writer.write_kv_data_to_file()
+        writer.write_ti_data_to_file()
+        for done, (plan, qtype) in enumerate(zip(plans, types, strict=True)):
+            array = (plan.transform or _identity)(family.checkpoint.read(plan.source))
+            if tuple(array.shape) != plan.shape:  # a transform must never change the planned layout
+                raise ConvertError(f"internal: {plan.source} became {array.shape}, planned {plan.shape}")
+            writer.write_tensor_data(_encode(array, qtype))
+            del array
+            if progress is not None:
+                progress(done + 1, len(plans))
+    finally:
+        writer.close()
+        family.checkpoint.close()
+
+
+def planned_size(family: Family, outtype: OutType) -> int:
+    """Bytes the tensor data will take (the metadata adds a few MB at most)."""
+    return sum(_nbytes(p.shape, output_type_for(p, outtype)) for p in family.plan())

@@ -1,0 +1,157 @@
+"""`convert()`: a checkpoint directory (or Hub reference) to a GGUF file in the store."""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ondevice.atomic import atomic_path, check_free_space
+from ondevice.gguf_file import GGUFSummary, read_gguf
+from ondevice.kinds import Kind
+from ondevice.store import Manifest, Store, check_name, describe, sha256_file
+
+from ..safetensors_reader import Checkpoint
+from .base import ConvertError, Family, OutType, ProgressFn, planned_size, read_config, write_gguf
+from .gemma3 import Gemma3Family
+from .llama import LlamaFamily
+from .qwen2 import Qwen2Family
+
+FAMILY_CLASSES: tuple[type[Family], ...] = (LlamaFamily, Qwen2Family, Gemma3Family)
+FAMILIES: dict[str, type[Family]] = {t: cls for cls in FAMILY_CLASSES for t in cls.model_types}
+PICKLED_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
+_METADATA_SLACK = 64 * 1024 * 1024  # vocabulary and header on top of the tensor bytes
+
+
+@dataclass
+class ConvertResult:
+    """One GGUF a conversion wrote."""
+
+    ref: str
+    path: Path
+    outtype: str
+    architecture: str
+    size_bytes: int
+    bits_per_weight: float
+    seconds: float
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "ref": self.ref,
+            "path": str(self.path),
+            "outtype": self.outtype,
+            "architecture": self.architecture,
+            "size_bytes": self.size_bytes,
+            "bits_per_weight": self.bits_per_weight,
+            "seconds": round(self.seconds, 2),
+        }
+
+
+def family_for(directory: Path) -> Family:
+    """The family that reads the checkpoint in `directory`, with its weights opened and checked."""
+    if not directory.is_dir():
+        raise ConvertError(f"{directory} is not a directory")
+    config = read_config(directory)
+    model_type = config.get("model_type")
+    cls = FAMILIES.get(model_type) if isinstance(model_type, str) else None
+    if cls is None:
+        raise ConvertError(
+            f"model_type {model_type!r} is not supported; supported: {', '.join(sorted(FAMILIES))}"
+        )
+    if (
+        not any(directory.glob("*.safetensors"))
+        and not (directory / "model.safetensors.index.json").is_file()
+    ):
+        pickled = sorted(p.name for p in directory.iterdir() if p.suffix in PICKLED_SUFFIXES)
+        if pickled:
+            raise ConvertError(
+                f"{directory} only has pickled weights ({', '.join(pickled[:3])}); "
+                "they can run code when loaded, so only .safetensors are converted"
+            )
+    family = cls(directory, config, Checkpoint(directory))
+    family.plan()  # names and shapes, and the tokenizer, are checked before any output is opened
+    _ = family.vocab
+    return family
+
+
+def _general_name(directory: Path, config: dict) -> str:
+    name = config.get("_name_or_path")
+    return name if isinstance(name, str) and name.strip() else directory.name
+
+
+def convert_directory(
+    directory: Path, out: Path, outtype: OutType | str = OutType.F16, progress: ProgressFn | None = None
+) -> Path:
+    """Convert a checkpoint directory to one GGUF at `out` (temp file + rename); return `out`."""
+    outtype = OutType.parse(outtype) if isinstance(outtype, str) else outtype
+    family = family_for(directory)
+    check_free_space(out.parent, planned_size(family, outtype) + _METADATA_SLACK, f"converting to {out.name}")
+    with atomic_path(out) as partial:
+        write_gguf(
+            family, partial, outtype, {"general.name": _general_name(directory, family.config)}, progress
+        )
+        read_gguf(partial)
+    return out
+
+
+def _store_name(directory: Path) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", directory.name).strip("-.") or "model"
+
+
+def convert(
+    source: str | Path,
+    outtype: OutType | str = OutType.F16,
+    *,
+    name: str | None = None,
+    kind: Kind | None = None,
+    store: Store | None = None,
+    progress: ProgressFn | None = None,
+) -> ConvertResult:
+    """Convert `source` (a local Hugging Face checkpoint directory) into the store as NAME:OUTTYPE."""
+    outtype = OutType.parse(outtype) if isinstance(outtype, str) else outtype
+    store = store or Store()
+    directory = Path(source).expanduser()
+    revision = None
+    label = str(directory.resolve()) if directory.exists() else str(directory)
+    family = family_for(directory)
+    target = check_name(name or _store_name(directory))
+    quant = outtype.name
+    started = time.monotonic()
+    digest = ""
+
+    def write(partial: Path) -> None:
+        nonlocal digest
+        write_gguf(
+            family, partial, outtype, {"general.name": _general_name(directory, family.config)}, progress
+        )
+        digest = sha256_file(partial)
+
+    def manifest_for(summary: GGUFSummary) -> Manifest:
+        manifest = describe(
+            summary,
+            name=target,
+            quant=quant,
+            source=label,
+            sha256=digest,
+            declared_kind=kind,
+            declared_by="the caller",
+            revision=revision,
+        )
+        manifest.extra = {
+            "outtype": outtype.value,
+            "model_type": family.config.get("model_type"),
+            "seconds": round(time.monotonic() - started, 2),
+        }
+        return manifest
+
+    entry = store.add(target, quant, write, planned_size(family, outtype) + _METADATA_SLACK, manifest_for)
+    return ConvertResult(
+        ref=entry.manifest.ref,
+        path=entry.path,
+        outtype=outtype.value,
+        architecture=entry.manifest.architecture or family.arch_name,
+        size_bytes=entry.manifest.size_bytes,
+        bits_per_weight=entry.manifest.bits_per_weight,
+        seconds=time.monotonic() - started,
+    )

@@ -1,0 +1,63 @@
+"""ondevice quantize REF --levels q8_0,q4_k_m,..."""
+
+from __future__ import annotations
+
+import click
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
+
+from converters.quantize import DEFAULT_LADDER, QuantizeProgress
+from converters.quantize import quantize as quantize_ladder
+
+from ..units import format_bytes
+from .common import err_console, note, print_json, resolve_with_progress
+
+
+@click.command()
+@click.argument("ref")
+@click.option(
+    "--levels",
+    default=",".join(DEFAULT_LADDER),
+    show_default=True,
+    help="Comma-separated llama.cpp quantization levels to write.",
+)
+@click.option("--allow-requantize", is_flag=True, help="Quantize a source that is already quantized.")
+@click.option("--name", default=None, help="Store name for the outputs [default: the source's name].")
+@click.option("--threads", type=click.IntRange(1), default=None, help="Quantizer threads [default: all].")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def quantize(
+    ref: str, levels: str, allow_requantize: bool, name: str | None, threads: int | None, as_json: bool
+) -> None:
+    """Quantize REF to each level with llama.cpp's quantizer, into the store; print the paths written."""
+    model = resolve_with_progress(ref)
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+    ) as bar:
+        task = bar.add_task(f"quantizing {model.display_name}", total=None)
+
+        def show(p: QuantizeProgress) -> None:
+            bar.update(
+                task,
+                description=f"{model.display_name} -> {p.level} ({p.index + 1}/{p.count})",
+                completed=p.written,
+                total=max(p.estimated, p.written),
+            )
+
+        results = quantize_ladder(
+            model, levels, allow_requantize=allow_requantize, name=name, threads=threads, progress=show
+        )
+    if as_json:
+        print_json({"source": model.display_name, "outputs": [r.as_dict() for r in results]})
+        return
+    for result in results:
+        note(
+            f"{result.ref}: {format_bytes(result.size_bytes)}, {result.bits_per_weight:.2f} bits/weight, "
+            f"{result.seconds:.1f} s"
+        )
+        for line in result.notes:
+            note(f"  {line}")
+        click.echo(str(result.path))

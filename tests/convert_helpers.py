@@ -1,0 +1,141 @@
+"""Shared pieces of the converter tests: a varied text, logits from both sides, a tiny Qwen2 checkpoint."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import numpy as np
+
+# Prose, code, numbers, unicode and whitespace runs: a few hundred tokens that exercise the tokenizer
+# and the model on more than one kind of text.
+VARIED_TEXT = (
+    "The sky looks blue because air molecules scatter short wavelengths of sunlight more strongly than "
+    "long ones; at sunset the light crosses more air, so the reds and oranges are what remain.\n\n"
+    "def fibonacci(n: int) -> list[int]:\n"
+    "    values = [0, 1]\n"
+    "    while len(values) < n:\n"
+    "        values.append(values[-1] + values[-2])\n"
+    "    return values[:n]\n\n"
+    "Prices rose 3.75% in 2023, from $1,299.99 to $1,348.74; 12345 × 678 = 8369910 and 0x1F is 31.\n"
+    "Café, naïve, façade, Zürich, São Paulo, Kraków; 東京は日本の首都です。Привет, мир! 🚀🌍✨\n"
+    "Whitespace runs:    four spaces,\t\ttwo tabs,\n\n\nthree newlines, and trailing spaces   \n"
+    "SELECT name, COUNT(*) FROM users WHERE age >= 21 GROUP BY name ORDER BY 2 DESC;\n"
+    'JSON: {"id": 42, "tags": ["a", "b"], "ok": true, "ratio": -0.5e-3}\n'
+    "Once upon a time, in a quiet village by the sea, an old clockmaker repaired the town's only tower "
+    "clock every spring, and the children gathered to watch the gears turn."
+)
+
+TOKENIZER_TEXTS = [
+    VARIED_TEXT,
+    "Hello world",
+    " leading space and  double  spaces",
+    "numbers: 1 22 333 4444 55555 666666 3.14159 -42 1e10",
+    "emoji 👩‍💻 and CJK 漢字かなカナ 한국어 and accents àéîõü",
+    "    indented code\n\tif x:\n\t\treturn {'a': [1, 2, 3]}\n",
+    "mixedCase_snake_case kebab-case CONSTANT_CASE it's they're we'll I'd",
+]
+
+
+def transformers_logits(directory: Path, ids: list[int]) -> np.ndarray:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(str(directory), dtype=torch.float32)
+    model.eval()
+    with torch.no_grad():
+        return model(torch.tensor([ids])).logits[0].float().numpy()
+
+
+@functools.lru_cache(maxsize=4)
+def _tokenizer(directory: Path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(directory))
+
+
+def transformers_ids(directory: Path, text: str, add_special_tokens: bool = True) -> list[int]:
+    return list(_tokenizer(directory)(text, add_special_tokens=add_special_tokens)["input_ids"])
+
+
+def llama_logits(gguf: Path, ids: list[int]) -> np.ndarray:
+    import llama_cpp
+
+    # An F32 KV cache: the default F16 one would add its own rounding to what is being measured.
+    llm = llama_cpp.Llama(
+        str(gguf), n_ctx=max(512, len(ids) + 8), logits_all=True, verbose=False, type_k=0, type_v=0
+    )
+    try:
+        llm.eval(ids)
+        return np.array(llm.scores[: len(ids)], dtype=np.float32)
+    finally:
+        llm.close()
+
+
+def llama_ids(gguf: Path, texts: list[str]) -> list[list[int]]:
+    """Token ids as llama.cpp makes them from our GGUF (with its own add_bos decision)."""
+    import llama_cpp
+
+    llm = llama_cpp.Llama(str(gguf), n_ctx=64, vocab_only=True, verbose=False)
+    try:
+        return [llm.tokenize(t.encode("utf-8"), add_bos=True, special=False) for t in texts]
+    finally:
+        llm.close()
+
+
+QWEN2_SPLIT = (
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*"
+    "|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
+)
+
+
+def build_tiny_qwen2(out: Path) -> Path:
+    """A randomly initialised Qwen2 (biases, tied embeddings), bf16, in several shards, with a small
+    byte-level BPE tokenizer trained on the varied text, the way Qwen2's own is set up."""
+    import torch
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(QWEN2_SPLIT), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=600, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    tokenizer.train_from_iterator(TOKENIZER_TEXTS * 4, trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, eos_token="<|endoftext|>", pad_token="<|endoftext|>"
+    )
+    fast.chat_template = (
+        "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+        "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    )
+    torch.manual_seed(0)
+    config = Qwen2Config(
+        vocab_size=640,  # more rows than tokens, as real checkpoints pad theirs
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        tie_word_embeddings=True,
+        initializer_range=0.4,
+        rms_norm_eps=1e-6,
+        bos_token_id=None,
+        eos_token_id=0,
+    )
+    model = Qwen2ForCausalLM(config).to(torch.bfloat16)
+    with torch.no_grad():  # random biases, so a dropped or misplaced bias shows in the logits
+        for layer in model.model.layers:
+            for proj in (layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj):
+                proj.bias.normal_(0, 0.5)
+    model.save_pretrained(out, max_shard_size="200KB")
+    fast.save_pretrained(out)
+    return out

@@ -1,0 +1,131 @@
+"""HF -> GGUF conversion checked by logits: our F32 GGUF through llama.cpp against transformers on the
+same checkpoint and token ids, for SmolLM2 (llama), Gemma 3 270M (gemma3) and a tiny random Qwen2.
+
+llama.cpp runs with an F32 KV cache here so the comparison measures the conversion, not the cache.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from checkpoints import rebuild
+from click.testing import CliRunner
+from convert_helpers import (
+    TOKENIZER_TEXTS,
+    VARIED_TEXT,
+    build_tiny_qwen2,
+    llama_ids,
+    llama_logits,
+    transformers_ids,
+    transformers_logits,
+)
+
+from converters.hf_to_gguf import convert_directory
+from ondevice.cli import cli
+from ondevice.gguf_file import read_gguf
+from ondevice.kinds import Kind
+from ondevice.prompting import Message
+from ondevice.runtime.engine import WorkerModel, chat_turn, single_turn
+from ondevice.runtime.protocol import GenerationParams, LoadOptions
+
+pytest.importorskip("transformers")
+pytestmark = pytest.mark.models
+
+# Bounds held on VARIED_TEXT (300-430 tokens); measured max |diff|: SmolLM2 1.4e-4, Gemma 3 0.029
+# (logits up to ~30), tiny Qwen2 2.2e-4.
+MAX_ABS_LOGIT_DIFF = {"smol": 0.005, "gemma": 0.05, "qwen2": 0.005}
+
+
+@pytest.fixture(scope="session")
+def smol_checkpoint(smol) -> Path:
+    return rebuild(smol.path, smol.manifest.sha256, "smollm2-135m-instruct")
+
+
+@pytest.fixture(scope="session")
+def gemma_checkpoint(gemma) -> Path:
+    return rebuild(gemma.path, gemma.manifest.sha256, "gemma-3-270m")
+
+
+@pytest.fixture(scope="session")
+def qwen2_checkpoint(tmp_path_factory) -> Path:
+    return build_tiny_qwen2(tmp_path_factory.mktemp("tiny-qwen2"))
+
+
+@pytest.fixture(scope="session")
+def checkpoints(smol_checkpoint, gemma_checkpoint, qwen2_checkpoint) -> dict[str, Path]:
+    return {"smol": smol_checkpoint, "gemma": gemma_checkpoint, "qwen2": qwen2_checkpoint}
+
+
+@pytest.fixture(scope="session")
+def f32_ggufs(checkpoints, tmp_path_factory) -> dict[str, Path]:
+    out = tmp_path_factory.mktemp("f32")
+    return {key: convert_directory(d, out / f"{key}.gguf", "f32") for key, d in checkpoints.items()}
+
+
+@pytest.mark.parametrize("key", ["smol", "gemma", "qwen2"])
+def test_f32_logits_match_transformers(key, checkpoints, f32_ggufs):
+    ids = transformers_ids(checkpoints[key], VARIED_TEXT)
+    assert len(ids) >= 300
+    reference = transformers_logits(checkpoints[key], ids)
+    ours = llama_logits(f32_ggufs[key], ids)
+    assert ours.shape == reference.shape
+    mismatched = np.flatnonzero(ours.argmax(-1) != reference.argmax(-1))
+    assert mismatched.size == 0, f"top-1 differs at positions {mismatched.tolist()}"
+    diff = float(np.abs(ours - reference).max())
+    assert diff < MAX_ABS_LOGIT_DIFF[key], diff
+
+
+@pytest.mark.parametrize("key", ["smol", "gemma", "qwen2"])
+def test_tokenizer_round_trip_matches_transformers(key, checkpoints, f32_ggufs):
+    ours = llama_ids(f32_ggufs[key], TOKENIZER_TEXTS)
+    for text, got in zip(TOKENIZER_TEXTS, ours, strict=True):
+        assert got == transformers_ids(checkpoints[key], text), text
+
+
+def test_metadata_carries_tokenizer_specials_and_template(f32_ggufs):
+    smol = read_gguf(f32_ggufs["smol"]).metadata
+    assert smol["general.architecture"] == "llama" and smol["general.file_type"] == 0
+    assert smol["tokenizer.ggml.model"] == "gpt2" and smol["tokenizer.ggml.pre"] == "gpt-2"
+    assert smol["tokenizer.ggml.bos_token_id"] == 1 and smol["tokenizer.ggml.eos_token_id"] == 2
+    assert "<|im_start|>" in smol["tokenizer.chat_template"]
+    gemma = read_gguf(f32_ggufs["gemma"]).metadata
+    assert gemma["tokenizer.ggml.model"] == "llama" and gemma["tokenizer.ggml.add_bos_token"] is True
+    assert gemma["gemma3.attention.sliding_window"] == 512 and gemma["gemma3.attention.key_length"] == 256
+    qwen = read_gguf(f32_ggufs["qwen2"])
+    assert qwen.metadata["tokenizer.ggml.pre"] == "qwen2"
+    assert {"blk.0.attn_q.bias", "blk.1.attn_v.bias"} <= {t.name for t in qwen.tensors}
+    assert "output.weight" not in {t.name for t in qwen.tensors}  # tied: llama.cpp reuses token_embd
+
+
+@pytest.mark.parametrize("outtype", ["f16", "q8_0"])
+def test_cli_outputs_load_and_generate(outtype, smol_checkpoint, gemma_checkpoint, isolated_home):
+    runner = CliRunner()
+    for name, directory in (("smol", smol_checkpoint), ("gemma", gemma_checkpoint)):
+        result = runner.invoke(
+            cli, ["convert", str(directory), "--outtype", outtype, "--name", name, "--json"]
+        )
+        assert result.exit_code == 0, result.output
+        info = json.loads(result.stdout)
+        path = Path(info["path"])
+        assert path.is_relative_to(isolated_home) and info["outtype"] == outtype
+        summary = read_gguf(path)
+        assert summary.file_type_name == outtype.upper()
+        if outtype == "q8_0":
+            assert 8.4 < info["bits_per_weight"] < 9
+        with WorkerModel(path, LoadOptions(n_ctx=512)) as worker:
+            if name == "smol":
+                messages = [
+                    Message("system", "Answer the question."),
+                    Message("user", "What is the capital of France?"),
+                ]
+                finished = worker.generate(
+                    chat_turn(True, messages, GenerationParams(max_tokens=16, temperature=0))
+                )
+                assert "Paris" in finished.text
+            else:
+                params = GenerationParams(max_tokens=16, temperature=0)
+                finished = worker.generate(single_turn(Kind.BASE, False, "The capital of France is", params))
+                assert finished.stats.generated_tokens > 0 and finished.text.strip()

@@ -1,0 +1,208 @@
+"""Checkpoints a converter must refuse with one clear line, and outputs that must never be half-written."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import signal
+import struct
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from converters.hf_to_gguf import FAMILIES, ConvertError, convert, convert_directory
+from converters.safetensors_reader import SafetensorsError, SafetensorsFile, safe_child
+from ondevice.cli import cli
+from ondevice.store import Store
+
+CONFIG = {
+    "model_type": "llama",
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 1,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "max_position_embeddings": 128,
+    "rms_norm_eps": 1e-5,
+    "vocab_size": 8,
+}
+
+
+def write_safetensors(path: Path, tensors: dict[str, np.ndarray], header_patch=None) -> Path:
+    header, offset, blobs = {}, 0, []
+    for name, array in tensors.items():
+        data = np.ascontiguousarray(array, dtype=np.float32).tobytes()
+        header[name] = {
+            "dtype": "F32",
+            "shape": list(array.shape),
+            "data_offsets": [offset, offset + len(data)],
+        }
+        offset += len(data)
+        blobs.append(data)
+    if header_patch is not None:
+        header_patch(header)
+    raw = json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw + b"".join(blobs))
+    return path
+
+
+def llama_tensors(config=CONFIG) -> dict[str, np.ndarray]:
+    h, f, v = config["hidden_size"], config["intermediate_size"], config["vocab_size"]
+    kv = h // config["num_attention_heads"] * config["num_key_value_heads"]
+    p = "model.layers.0."
+    shapes = {
+        "model.embed_tokens.weight": (v, h),
+        "model.norm.weight": (h,),
+        p + "input_layernorm.weight": (h,),
+        p + "post_attention_layernorm.weight": (h,),
+        p + "self_attn.q_proj.weight": (h, h),
+        p + "self_attn.k_proj.weight": (kv, h),
+        p + "self_attn.v_proj.weight": (kv, h),
+        p + "self_attn.o_proj.weight": (h, h),
+        p + "mlp.gate_proj.weight": (f, h),
+        p + "mlp.up_proj.weight": (f, h),
+        p + "mlp.down_proj.weight": (h, f),
+    }
+    return {name: np.full(shape, 0.01, np.float32) for name, shape in shapes.items()}
+
+
+TOKENIZER = {
+    "model": {"type": "BPE", "vocab": {c: i for i, c in enumerate("abcdefgh")}, "merges": []},
+    "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": False, "use_regex": True},
+    "added_tokens": [],
+}
+
+
+def checkpoint(directory: Path, config=CONFIG, tensors=None) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "config.json").write_text(json.dumps(config))
+    (directory / "tokenizer.json").write_text(json.dumps(TOKENIZER))
+    write_safetensors(directory / "model.safetensors", tensors if tensors is not None else llama_tensors())
+    return directory
+
+
+def one_error_line(*args: str) -> str:
+    result = CliRunner().invoke(cli, list(args))
+    assert result.exit_code != 0, result.output
+    assert "Traceback" not in result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1, result.output
+    return errors[0]
+
+
+def test_no_config_json(tmp_path):
+    (tmp_path / "model.safetensors").write_bytes(b"")
+    assert "has no config.json" in one_error_line("convert", str(tmp_path))
+
+
+def test_only_pickled_weights(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps(CONFIG))
+    (tmp_path / "pytorch_model.bin").write_bytes(b"\x80\x04not really")
+    line = one_error_line("convert", str(tmp_path))
+    assert "only has pickled weights (pytorch_model.bin)" in line
+
+
+def test_unknown_model_type_lists_the_supported(tmp_path):
+    checkpoint(tmp_path, dict(CONFIG, model_type="mamba"))
+    line = one_error_line("convert", str(tmp_path))
+    assert "model_type 'mamba' is not supported" in line
+    for model_type in FAMILIES:
+        assert model_type in line
+
+
+@pytest.mark.parametrize(
+    ("patch", "message"),
+    [
+        (lambda h: h["model.norm.weight"].update(data_offsets=[0, 128]), "overlap"),
+        (lambda h: h["model.norm.weight"].update(data_offsets=[10**9, 10**9 + 128]), "fall outside"),
+        (lambda h: h["model.norm.weight"].update(shape=[33]), "do not hold shape"),
+        (lambda h: h["model.norm.weight"].update(dtype="I64"), "is not one of"),
+    ],
+)
+def test_lying_safetensors_headers_are_refused(tmp_path, patch, message):
+    write_safetensors(tmp_path / "model.safetensors", llama_tensors(), patch)
+    (tmp_path / "config.json").write_text(json.dumps(CONFIG))
+    assert message in one_error_line("convert", str(tmp_path))
+
+
+def test_oversized_or_truncated_header_is_refused(tmp_path):
+    path = tmp_path / "x.safetensors"
+    path.write_bytes(struct.pack("<Q", 1 << 40) + b"{}")
+    with pytest.raises(SafetensorsError, match="header claims"):
+        SafetensorsFile(path)
+    path.write_bytes(b"abc")
+    with pytest.raises(SafetensorsError, match="too short"):
+        SafetensorsFile(path)
+    path.write_bytes(struct.pack("<Q", 2) + b"[]")
+    with pytest.raises(SafetensorsError, match="not a JSON object"):
+        SafetensorsFile(path)
+
+
+def test_a_tensor_with_the_wrong_shape(tmp_path):
+    tensors = llama_tensors()
+    tensors["model.layers.0.mlp.up_proj.weight"] = np.zeros((60, 32), np.float32)
+    checkpoint(tmp_path, tensors=tensors)
+    line = one_error_line("convert", str(tmp_path))
+    assert "'model.layers.0.mlp.up_proj.weight' has shape [60, 32]; config.json implies [64, 32]" in line
+
+
+def test_shard_names_escaping_the_directory(tmp_path):
+    checkpoint(tmp_path / "ckpt")
+    index = {"weight_map": {"model.norm.weight": "../outside.safetensors"}}
+    (tmp_path / "ckpt" / "model.safetensors.index.json").write_text(json.dumps(index))
+    assert "would escape" in one_error_line("convert", str(tmp_path / "ckpt"))
+    for bad in ("/etc/passwd", "a/../../b", "..", ""):
+        with pytest.raises(SafetensorsError):
+            safe_child(tmp_path, bad)
+    assert safe_child(tmp_path, "sub/model.safetensors") == tmp_path / "sub" / "model.safetensors"
+
+
+def test_unknown_outtype(tmp_path):
+    with pytest.raises(ConvertError, match="unknown output type 'q4'"):
+        convert_directory(checkpoint(tmp_path / "c"), tmp_path / "o.gguf", "q4")
+
+
+def _convert_slowly(directory: str, home: str) -> None:
+    import converters.hf_to_gguf.base as base
+
+    os.environ["ONDEVICE_HOME"] = home
+    real_encode = base._encode
+
+    def slow(array, qtype):  # the child is killed while it is inside the tensor data
+        time.sleep(0.5)
+        return real_encode(array, qtype)
+
+    base._encode = slow
+    convert(directory, "f32", name="killed")
+
+
+def test_a_conversion_killed_mid_write_leaves_nothing_at_the_final_path(tmp_path, isolated_home):
+    directory = checkpoint(tmp_path / "ckpt")
+    child = mp.get_context("spawn").Process(target=_convert_slowly, args=(str(directory), str(isolated_home)))
+    child.start()
+    model_dir = Store().model_dir("killed")
+    deadline = time.monotonic() + 30
+    while not any(model_dir.glob(".*.partial")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert any(model_dir.glob(".*.partial")), "the child never started writing"
+    os.kill(child.pid, signal.SIGKILL)
+    child.join()
+    assert not (model_dir / "F32.gguf").exists() and not (model_dir / "F32.json").exists()
+    # The next run cleans the dead writer's partial and publishes one complete file.
+    result = convert(directory, "f32", name="killed")
+    assert result.path == model_dir / "F32.gguf" and result.path.is_file()
+    assert not any(model_dir.glob(".*.partial"))
+
+
+def test_missing_or_unfaithful_tokenizers_are_refused_before_writing(tmp_path, isolated_home):
+    directory = checkpoint(tmp_path / "ckpt")
+    (directory / "tokenizer.json").unlink()
+    assert "has no tokenizer.json" in one_error_line("convert", str(directory))
+    odd = dict(TOKENIZER, pre_tokenizer={"type": "Whitespace"})
+    (directory / "tokenizer.json").write_text(json.dumps(odd))
+    assert "unknown pre-tokenizer" in one_error_line("convert", str(directory))
+    assert Store().entries() == []

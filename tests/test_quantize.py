@@ -1,0 +1,105 @@
+"""The quantization ladder on the bundled SmolLM2 (a Q4_1 file, so requantizing needs the flag)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from conftest import SMOL
+from gguf_samples import write_tiny_gguf
+
+from converters.quantize import QuantizeError, is_quantized, parse_levels, quantize, quantize_file
+from ondevice.cli import cli
+from ondevice.gguf_file import read_gguf
+from ondevice.kinds import Kind
+from ondevice.prompting import Message
+from ondevice.runtime.engine import WorkerModel, chat_turn
+from ondevice.runtime.protocol import GenerationParams, LoadOptions
+from ondevice.store import Store, sha256_file
+
+pytestmark = pytest.mark.models
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(cli, list(args))
+
+
+def one_error_line(result) -> str:
+    assert result.exit_code != 0, result.output
+    assert "Traceback" not in result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1, result.output
+    return errors[0]
+
+
+def test_levels_parse_in_any_case_and_unknown_ones_list_the_known():
+    assert [lv.name for lv in parse_levels("Q8_0, q4_k_m,q8_0")] == ["Q8_0", "Q4_K_M"]
+    with pytest.raises(QuantizeError, match=r"unknown quantization level 'q9'.*q8_0.*q2_k"):
+        parse_levels("q8_0,q9")
+
+
+def test_requantizing_without_the_flag_is_one_clear_line(smol, tmp_path):
+    # The models_home fixture is not used: nothing may be written, and the store must stay empty.
+    result = invoke("quantize", SMOL, "--levels", "q8_0")
+    line = one_error_line(result)
+    assert "already quantized (Q4_1)" in line and "--allow-requantize" in line
+    assert Store().entries() == [] or all(e.manifest.source.startswith("bundled:") for e in Store().entries())
+
+
+def test_ladder_with_the_flag_writes_loadable_files_with_manifests(smol, isolated_home):
+    result = invoke("quantize", SMOL, "--levels", "q8_0,q2_k", "--allow-requantize", "--json")
+    assert result.exit_code == 0, result.output
+    outputs = json.loads(result.stdout)["outputs"]
+    assert [o["level"] for o in outputs] == ["Q8_0", "Q2_K"]
+    store = Store()
+    for output in outputs:
+        path = Path(output["path"])
+        assert path.is_relative_to(isolated_home) and path.is_file()
+        assert output["requantized"] and "capped by the source" in output["notes"][0]
+        summary = read_gguf(path)
+        assert output["size_bytes"] == path.stat().st_size
+        assert output["bits_per_weight"] == pytest.approx(summary.bits_per_weight, abs=1e-3)
+        entry = store.find("smollm2-135m-instruct", output["level"])
+        manifest = entry.manifest
+        assert manifest.source == "quantize:smollm2-135m-instruct:Q4_1"
+        assert manifest.sha256 == sha256_file(path)
+        assert manifest.kind == Kind.INSTRUCT.value and manifest.has_chat_template
+        assert manifest.extra["level"] == output["level"].lower() and manifest.extra["seconds"] > 0
+        assert manifest.extra["source_quant"] == "Q4_1"
+    # Q8_0 really is 8.5 bits per weight; "Q2_K" on a 576-wide model falls back for most tensors.
+    assert outputs[0]["bits_per_weight"] == pytest.approx(8.5, abs=0.05)
+    assert outputs[1]["fallback_tensors"] > 0 and outputs[1]["bits_per_weight"] > 3.35
+
+    messages = [Message("system", "Answer the question."), Message("user", "What is the capital of France?")]
+    for output in outputs:
+        with WorkerModel(output["path"], LoadOptions(n_ctx=512)) as worker:
+            finished = worker.generate(
+                chat_turn(True, messages, GenerationParams(max_tokens=24, temperature=0))
+            )
+        assert finished.stats.generated_tokens > 0 and finished.text.strip()
+        if output["level"] == "Q8_0":
+            assert "Paris" in finished.text
+
+    # Text mode prints exactly the paths written on stdout.
+    again = invoke("quantize", SMOL, "--levels", "q4_0", "--allow-requantize")
+    assert again.exit_code == 0, again.output
+    assert again.stdout.strip().splitlines() == [str(store.find("smollm2-135m-instruct", "Q4_0").path)]
+
+
+def test_the_source_file_cannot_be_overwritten_by_its_own_level(smol):
+    with pytest.raises(QuantizeError, match="is the source"):
+        quantize(SMOL, "q4_1", allow_requantize=True)
+
+
+def test_a_quantizer_failure_is_an_error_and_leaves_no_file(tmp_path):
+    # Structurally valid GGUF that llama.cpp refuses to load as a model: the child fails, we report.
+    tiny = write_tiny_gguf(tmp_path / "tiny.gguf")
+    assert not is_quantized(read_gguf(tiny))
+    with pytest.raises(QuantizeError, match=r"quantizer failed on tiny\.gguf -> Q8_0"):
+        quantize(str(tiny), "q8_0")
+    assert Store().entries() == []
+    assert not any((Store().models / "tiny").glob("*.gguf"))
+    with pytest.raises(QuantizeError):
+        quantize_file(tmp_path / "missing.gguf", tmp_path / "out.gguf", parse_levels("q8_0")[0])
