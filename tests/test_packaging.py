@@ -47,6 +47,11 @@ def test_wheel_ships_packages_profiles_and_console_script(wheel):
     }
     assert repo_profiles and shipped_profiles == repo_profiles
     assert {"ondevice/cli/__init__.py", "ondevice/runtime/worker.py", "converters/__init__.py"} <= names
+    # Every module and data file of the source tree ships (a package missing from pyproject's list would not).
+    for top in ("ondevice", "converters"):
+        for path in (ROOT / top).rglob("*"):
+            if path.suffix in (".py", ".tcss") and "__pycache__" not in path.parts:
+                assert str(path.relative_to(ROOT)) in names, f"{path.relative_to(ROOT)} is not in the wheel"
     assert "ondevice = ondevice.cli:main" in scripts
 
 
@@ -82,5 +87,5 @@ def test_ci_runs_the_readme_test_command():
 
 def test_readme_main_command_compares_the_bundled_pair():
     command = _readme_block_after("Compare the bundled base model")
-    assert "compare --plain bundled:gemma-3-270m bundled:smollm2-135m-instruct" in command
+    assert "ondevice compare bundled:gemma-3-270m bundled:smollm2-135m-instruct" in command
     assert command.startswith("python3 -m venv .venv && .venv/bin/pip install -e '.[bundled]'")

@@ -7,7 +7,7 @@ import os
 import click
 
 from ..errors import OndeviceError
-from . import chat, compare, models, run
+from . import bench, chat, compare, convert, doctor, eval, models, profiles, quantize, run
 
 DEBUG_ENV = "ONDEVICE_DEBUG"
 
@@ -48,6 +48,12 @@ cli.add_command(models.models)
 cli.add_command(run.run)
 cli.add_command(chat.chat)
 cli.add_command(compare.compare)
+cli.add_command(bench.bench)
+cli.add_command(eval.eval_)
+cli.add_command(convert.convert)
+cli.add_command(quantize.quantize)
+cli.add_command(profiles.profiles)
+cli.add_command(doctor.doctor)
 
 
 def main() -> None:

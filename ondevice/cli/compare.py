@@ -1,4 +1,4 @@
-"""ondevice compare --plain REF... --prompt TEXT"""
+"""ondevice compare REF... (the terminal UI), or --plain REF... --prompt TEXT"""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from ..units import format_bytes
 from .common import (
     describe_model,
     generation_options,
-    load_from,
     load_options,
+    load_plan,
     note,
     params_from,
     print_json,
@@ -23,10 +23,8 @@ from .common import (
 
 @click.command()
 @click.argument("refs", nargs=-1, required=True)
-@click.option("--prompt", "-p", required=True, help="The prompt every model answers.")
-@click.option(
-    "--plain", is_flag=True, help="Print the answers side by side (the interactive view comes later)."
-)
+@click.option("--prompt", "-p", default=None, help="The prompt every model answers (needed with --plain).")
+@click.option("--plain", is_flag=True, help="Print the answers side by side instead of opening the UI.")
 @generation_options
 @load_options
 @click.option("--system", default=None, help="System prompt for the instruct models.")
@@ -34,18 +32,27 @@ from .common import (
 def compare(
     refs: tuple[str, ...], prompt: str, plain: bool, system: str | None, as_json: bool, **kwargs
 ) -> None:
-    """Answer one prompt with each of REFS, one model after another, and show the answers side by side.
+    """Compare REFS (1 to 4 models) side by side on the same prompt.
 
-    Models run one at a time so that each has the whole machine and the speed figures compare fairly.
+    Opens the terminal UI: type a prompt, and every model streams its answer into its own column
+    with live tokens/s and memory. With --plain (or --json), answers PROMPT once per model, one
+    model after another so each has the whole machine, and prints the answers side by side.
     """
-    if not plain and not as_json:
-        note("the interactive compare view is not built yet; showing --plain output")
-    if not prompt.strip():
-        raise click.BadParameter("the prompt is empty", param_hint="--prompt")
     if len(refs) > 4:
         raise click.BadParameter("compare takes at most 4 models", param_hint="REFS")
-    params, options = params_from(kwargs), load_from(kwargs)
+    params, plan = params_from(kwargs), load_plan(kwargs)
     models = [resolve_with_progress(ref) for ref in refs]
+    if not plain and not as_json:
+        from .tui_launch import launch_compare  # textual loads only for the UI
+
+        options = plan.options_for_all(models)  # the UI holds every model at once
+
+        launch_compare(models, params, options, system)
+        return
+    if prompt is None or not prompt.strip():
+        raise click.BadParameter("--plain needs a non-empty --prompt", param_hint="--prompt")
+    for model in models:  # --plain runs one model at a time: each must fit on its own
+        options = plan.options_for(model)
     results: list[RunResult] = []
     for model in models:
         if not as_json:

@@ -1,0 +1,48 @@
+"""Builds the terminal UI from resolved models: the CLI side of `ondevice compare`."""
+
+from __future__ import annotations
+
+from .. import bundled
+from ..live import ModelSpec
+from ..refs import ResolvedModel, resolve
+from ..runtime.protocol import GenerationParams, LoadOptions
+from ..store import Store
+from ..tui.app import OndeviceApp
+from ..tui.picker import Choice
+from ..units import format_bytes
+
+
+def model_choices() -> list[Choice]:
+    """Everything the picker offers: the store's files, then bundled models not pulled yet."""
+    entries = Store().entries()
+    choices = [
+        Choice(
+            e.manifest.ref, f"{e.manifest.kind} · {e.manifest.quant} · {format_bytes(e.manifest.size_bytes)}"
+        )
+        for e in entries
+    ]
+    pulled = {e.manifest.source for e in entries}
+    for model in bundled.BUNDLED.values():
+        if f"bundled:{model.name}" not in pulled:
+            choices.append(
+                Choice(f"bundled:{model.name}", f"{model.kind} · {model.quant} · {format_bytes(model.size)}")
+            )
+    return choices
+
+
+def build_app(
+    models: list[ResolvedModel], params: GenerationParams, options: LoadOptions, system: str | None
+) -> OndeviceApp:
+    return OndeviceApp(
+        [ModelSpec.from_resolved(m, options) for m in models],
+        defaults=params,
+        system=system,
+        choices=model_choices,
+        open_spec=lambda ref: ModelSpec.from_resolved(resolve(ref), options),
+    )
+
+
+def launch_compare(
+    models: list[ResolvedModel], params: GenerationParams, options: LoadOptions, system: str | None
+) -> None:
+    build_app(models, params, options, system).run()

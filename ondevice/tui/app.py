@@ -1,0 +1,95 @@
+"""The ondevice terminal UI: compare models side by side, chat with them, pick them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from textual.app import App
+from textual.binding import Binding
+
+from ..live import ModelSpec
+from ..runtime.engine import Backend
+from ..runtime.protocol import GenerationParams
+from .chat import ChatScreen
+from .compare import CompareScreen
+from .dialogs import HelpScreen
+from .picker import Choice, PickerScreen
+
+
+class OndeviceApp(App):
+    """Built by `ondevice compare`; tests build it with fake backends."""
+
+    CSS_PATH = Path(__file__).with_name("app.tcss")
+    ENABLE_COMMAND_PALETTE = False
+    BINDINGS = [Binding("ctrl+q", "quit", "Quit", priority=True)]
+
+    def __init__(
+        self,
+        specs: list[ModelSpec],
+        defaults: GenerationParams | None = None,
+        system: str | None = None,
+        choices: Callable[[], list[Choice]] | None = None,
+        open_spec: Callable[[str], ModelSpec] | None = None,
+    ) -> None:
+        super().__init__()
+        self.specs = specs
+        self.defaults = defaults or GenerationParams()
+        self.system = system
+        self._choices = choices
+        self._open_spec = open_spec
+        self.open_backends: list[Backend] = []  # every backend a column opened; all closed on exit
+
+    def on_mount(self) -> None:
+        self.push_screen(CompareScreen())
+
+    @property
+    def compare(self) -> CompareScreen:
+        return next(s for s in self.screen_stack if isinstance(s, CompareScreen))
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen())
+
+    def action_open_chat(self) -> None:
+        self.push_screen(ChatScreen(self.compare.columns))
+
+    def action_open_picker(self) -> None:
+        if self._choices is None or self._open_spec is None:
+            self.notify("no model list in this session", severity="warning")
+            return
+        if any(c.status == "generating" for c in self.compare.columns):
+            self.notify("stop generating first (Esc)", severity="warning")
+            return
+        current = [spec.ref for spec in self.specs]
+        self.push_screen(PickerScreen(self._choices(), current), self._apply_picks)
+
+    def _apply_picks(self, refs: list[str] | None) -> None:
+        if refs is None or refs == [spec.ref for spec in self.specs]:
+            return
+        self.run_worker(lambda: self._resolve_picks(refs), thread=True, group="picker", exit_on_error=False)
+
+    def _resolve_picks(self, refs: list[str]) -> None:
+        kept = {spec.ref: spec for spec in self.specs}
+        try:
+            specs = [kept.get(ref) or self._open_spec(ref) for ref in refs]  # type: ignore[misc]
+        except Exception as exc:  # resolving is the user's input: show it, keep the app
+            self.call_from_thread(self.notify, f"could not add: {exc}", severity="error")
+            return
+        self.call_from_thread(self._swap_models, specs)
+
+    def _swap_models(self, specs: list[ModelSpec]) -> None:
+        """Keep the backends of models still chosen, close the others, rebuild the compare screen."""
+        old = self.compare
+        carried: dict[str, Backend] = {}
+        for column in old.columns:
+            if column.backend is not None and column.spec.ref in {s.ref for s in specs}:
+                carried[column.spec.ref] = column.backend
+                column.backend = None
+            elif column.backend is not None:
+                column.close_backend()
+        self.specs = specs
+        self.switch_screen(CompareScreen(carried))
+
+    def on_unmount(self) -> None:
+        for backend in self.open_backends:
+            backend.close()

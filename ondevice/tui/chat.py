@@ -1,0 +1,203 @@
+"""The chat screen: a conversation with one model, or the same turn sent to every model."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Input, Label, Static
+
+from .. import locations
+from ..errors import OndeviceError
+from ..live import LiveStats, stream_batched
+from ..prompting import Message as ChatMessage
+from ..runtime.engine import chat_turn
+from ..runtime.protocol import Finished, PromptReady
+from ..transcript import Transcript, Turn
+from .column import ModelColumn
+
+
+class Bubble(Static):
+    """One message in the log."""
+
+    def __init__(self, who: str, text: str, role: str) -> None:
+        super().__init__(markup=False, classes=f"bubble {role}")
+        self.who, self.text, self.role = who, text, role
+        self.footer = ""
+
+    def on_mount(self) -> None:
+        self._render_text()
+
+    def add(self, text: str, footer: str | None = None) -> None:
+        self.text += text
+        if footer is not None:
+            self.footer = footer
+        self._render_text()
+
+    def _render_text(self) -> None:
+        tail = f"\n  {self.footer}" if self.footer else ""
+        self.update(f"{self.who}: {self.text}{tail}")
+
+
+class ChatScreen(Screen):
+    """Multi-turn chat over the compare screen's loaded models."""
+
+    BINDINGS = [
+        Binding("escape", "back", "Back"),
+        Binding("ctrl+b", "switch_target", "One/all"),
+        Binding("ctrl+n", "reset", "Reset"),
+        Binding("ctrl+s", "save('md')", "Save .md"),
+        Binding("ctrl+o", "save('json')", "Save .json"),
+        Binding("f1", "app.help", "Help"),
+    ]
+
+    @dataclass
+    class Reply(Message):
+        widget: Bubble
+        column: ModelColumn
+        text: str
+        finished: Finished | None = None
+        error: str | None = None
+
+    class Done(Message):
+        """Every model has answered the turn."""
+
+    def __init__(self, columns: list[ModelColumn]) -> None:
+        super().__init__(id="chat")
+        self.columns = columns
+        self.target: int | None = None  # None: every model
+        self.histories: dict[str, list[ChatMessage]] = {c.spec.label: [] for c in columns}
+        self.transcript = Transcript(models=[c.spec.label for c in columns])
+        self.busy = False
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield VerticalScroll(id="chat-log")
+        with Horizontal(id="chat-controls"):
+            yield Label(self._target_text(), id="target")
+            yield Input(placeholder="system prompt (Enter sets it and starts over)", id="system")
+        yield Input(placeholder="Say something and press Enter", id="chat-input")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.title = "ondevice chat"
+        self.query_one("#chat-input", Input).focus()
+
+    def _targets(self) -> list[ModelColumn]:
+        chosen = self.columns if self.target is None else [self.columns[self.target]]
+        return [c for c in chosen if c.backend is not None]
+
+    def _target_text(self) -> str:
+        if self.target is None:
+            return "to: all models"
+        return f"to: {self.columns[self.target].spec.label}"
+
+    # -- actions ---------------------------------------------------------------------------
+
+    def action_back(self) -> None:
+        if self.busy:
+            for column in self.columns:
+                if column.backend is not None:
+                    column.backend.cancel()
+        else:
+            self.app.pop_screen()
+
+    def action_switch_target(self) -> None:
+        order: list[int | None] = [None, *range(len(self.columns))]
+        self.target = order[(order.index(self.target) + 1) % len(order)]
+        self.query_one("#target", Label).update(self._target_text())
+
+    def action_reset(self) -> None:
+        for history in self.histories.values():
+            history.clear()
+        self.transcript = Transcript(models=self.transcript.models, system=self.transcript.system)
+        self.query_one("#chat-log").remove_children()
+        self.notify("conversation reset")
+
+    def action_save(self, fmt: str) -> None:
+        path = locations.transcripts_dir() / f"chat-{time.strftime('%Y%m%d-%H%M%S')}.{fmt}"
+        try:
+            self.transcript.save(path)
+        except (OndeviceError, OSError) as exc:
+            self.notify(f"could not save: {exc}", severity="error")
+            return
+        self.notify(f"saved {path}")
+        self.saved_path = path
+
+    @on(Input.Submitted, "#system")
+    def set_system(self, event: Input.Submitted) -> None:
+        self.transcript.system = event.value.strip() or None
+        self.action_reset()
+
+    @on(Input.Submitted, "#chat-input")
+    def send(self, event: Input.Submitted) -> None:
+        text = event.value.strip()
+        if not text:
+            return
+        if self.busy:
+            self.notify("still answering: Esc stops it", severity="warning")
+            return
+        targets = self._targets()
+        if not targets:
+            self.notify("no model is loaded yet", severity="warning")
+            return
+        event.input.value = ""
+        log = self.query_one("#chat-log", VerticalScroll)
+        log.mount(Bubble("you", text, "user"))
+        self.transcript.turns.append(Turn("user", text))
+        jobs = []
+        params = self.app.defaults
+        system = self.transcript.system
+        for column in targets:
+            history = self.histories[column.spec.label]
+            history.append(ChatMessage("user", text))
+            messages = ([ChatMessage("system", system)] if system else []) + history
+            bubble = Bubble(column.spec.label, "", "assistant")
+            log.mount(bubble)
+            jobs.append(
+                (column, bubble, chat_turn(bool(column.backend.facts.chat_template), messages, params))
+            )
+        log.scroll_end(animate=False)
+        self.busy = True
+        self.run_worker(lambda: self._answer(jobs), thread=True, group="chat")
+
+    def _answer(self, jobs: list) -> None:
+        """One model after another, so each answer's speed is that model's alone (worker thread)."""
+        for column, bubble, request in jobs:
+
+            def emit(
+                text: str, prompt: PromptReady | None, finished: Finished | None, c=column, b=bubble
+            ) -> None:
+                self.post_message(self.Reply(b, c, text, finished))
+
+            try:
+                stream_batched(column.backend, request, LiveStats(), emit)
+            except OndeviceError as exc:
+                self.post_message(self.Reply(bubble, column, "", error=str(exc)))
+        self.post_message(self.Done())
+
+    def on_chat_screen_done(self) -> None:
+        self.busy = False
+
+    def on_chat_screen_reply(self, reply: ChatScreen.Reply) -> None:
+        if reply.error is not None:
+            reply.widget.add("", footer=f"error: {reply.error}")
+            self.histories[reply.column.spec.label].pop()
+        elif reply.finished is not None:
+            stats = reply.finished.stats
+            footer = f"{stats.generation_tps:.1f} tok/s · {stats.generated_tokens} tok · {stats.stop_reason}"
+            reply.widget.add(reply.text, footer=footer)
+            answer = reply.finished.text
+            self.histories[reply.column.spec.label].append(ChatMessage("assistant", answer))
+            self.transcript.turns.append(
+                Turn("assistant", answer, reply.column.spec.label, stats.generation_tps)
+            )
+        else:
+            reply.widget.add(reply.text)
+        self.query_one("#chat-log", VerticalScroll).scroll_end(animate=False)

@@ -1,0 +1,55 @@
+"""The model picker: choose up to four models from the store and the bundled sources."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Label, SelectionList
+from textual.widgets.selection_list import Selection
+
+MAX_MODELS = 4
+
+
+@dataclass(frozen=True)
+class Choice:
+    ref: str
+    description: str  # kind, quantization and size, for the list
+
+
+class PickerScreen(ModalScreen[list[str] | None]):
+    """Dismisses with the chosen references (Enter), or None (Esc)."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("enter", "apply", "Apply", priority=True)]
+
+    def __init__(self, choices: list[Choice], selected: list[str]) -> None:
+        super().__init__(id="picker")
+        self.choices = choices
+        self.selected = selected
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(
+                f"Models to compare (Space toggles, Enter applies, at most {MAX_MODELS})",
+                classes="dialog-title",
+            )
+            yield SelectionList[str](
+                *(
+                    Selection(f"{c.ref}  {c.description}", c.ref, c.ref in self.selected)
+                    for c in self.choices
+                ),
+                id="choices",
+            )
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+    def action_apply(self) -> None:
+        chosen = list(self.query_one(SelectionList).selected)
+        if not 1 <= len(chosen) <= MAX_MODELS:
+            self.notify(f"pick between 1 and {MAX_MODELS} models", severity="error")
+            return
+        self.dismiss(chosen)

@@ -1,0 +1,276 @@
+"""The terminal UI, driven by Textual's Pilot with fake backends (and once with the real models)."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+from fake_backend import FakeBackend, fake_spec
+from textual.widgets import Input, Label, SelectionList
+
+from ondevice.kinds import Kind
+from ondevice.live import RunMode
+from ondevice.prompting import PromptMode
+from ondevice.runtime.protocol import GenerationParams
+from ondevice.tui.app import OndeviceApp
+from ondevice.tui.chat import Bubble, ChatScreen
+from ondevice.tui.dialogs import HelpScreen, PromptsScreen
+from ondevice.tui.picker import Choice, PickerScreen
+
+ANSWER = "The sky is blue because air scatters blue light more than red light."
+SIZE = (120, 36)
+
+
+def two_model_app(**kwargs) -> tuple[OndeviceApp, FakeBackend, FakeBackend]:
+    base, instruct = FakeBackend(chat_template=None), FakeBackend(**kwargs)
+    app = OndeviceApp(
+        [fake_spec("base-model", Kind.BASE, base), fake_spec("instruct-model", Kind.INSTRUCT, instruct)],
+        defaults=GenerationParams(temperature=0, max_tokens=64),
+    )
+    return app, base, instruct
+
+
+async def settle(app: OndeviceApp, pilot) -> None:
+    await app.workers.wait_for_complete()
+    await pilot.pause(0.05)
+
+
+async def ask(app: OndeviceApp, pilot, prompt: str) -> None:
+    app.compare.query_one("#prompt", Input).value = prompt
+    app.compare.query_one("#prompt", Input).focus()
+    await pilot.press("enter")
+    await settle(app, pilot)
+
+
+async def test_submit_streams_every_model_into_its_column():
+    app, base, instruct = two_model_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        assert [c.status for c in app.compare.columns] == ["ready", "ready"]
+        await ask(app, pilot, "Why is the sky blue?")
+        columns = app.compare.columns
+        assert [c.status for c in columns] == ["done", "done"]
+        assert [c.answer.text.strip() for c in columns] == [ANSWER, ANSWER]
+        assert all(c.live.tokens == len(ANSWER.split()) for c in columns)
+        assert all(c.live.tokens_per_second == pytest.approx(50.0) for c in columns)
+        # The base model got the raw text, the instruct model its template.
+        assert base.requests[0].mode is PromptMode.COMPLETION
+        assert instruct.requests[0].mode is PromptMode.CHAT_TEMPLATE
+        assert columns[0].prompt_text == "Why is the sky blue?"
+        assert columns[1].prompt_text == "<|user|>Why is the sky blue?<|assistant|>"
+        stats = str(columns[1].query_one(".stats").render())
+        assert "50.0 tok/s" in stats and "mem 123.0 MB" in stats and "done" in stats
+
+
+async def test_settings_reach_the_request_and_bad_values_are_refused():
+    app, base, _ = two_model_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        app.compare.query_one("#temperature", Input).value = "0.7"
+        app.compare.query_one("#max-tokens", Input).value = "5"
+        app.compare.query_one("#seed", Input).value = "42"
+        await ask(app, pilot, "Hello")
+        params = base.requests[-1].params
+        assert (params.temperature, params.max_tokens, params.seed) == (0.7, 5, 42)
+        assert app.compare.columns[0].live.tokens == 5
+        app.compare.query_one("#temperature", Input).value = "hot"
+        await ask(app, pilot, "Hello again")
+        assert len(base.requests) == 1
+
+
+async def test_escape_stops_generation():
+    gate = threading.Event()
+    app, _, _ = two_model_app(gate=gate)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        app.compare.action_toggle_mode()  # concurrent: both start at once
+        app.compare.query_one("#prompt", Input).value = "Tell me a story"
+        await pilot.press("enter")
+        await pilot.pause(0.1)
+        assert app.compare.columns[1].status == "generating"
+        await pilot.press("escape")
+        gate.set()
+        await settle(app, pilot)
+        column = app.compare.columns[1]
+        assert column.status == "stopped" and column.live.final.stop_reason == "cancelled"
+        assert column.live.tokens < len(ANSWER.split())
+
+
+async def test_toggle_mode_and_rerun():
+    app, _, instruct = two_model_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        assert app.compare.mode is RunMode.SEQUENTIAL
+        await pilot.press("ctrl+t")
+        assert app.compare.mode is RunMode.CONCURRENT
+        assert "models share the cores" in str(app.compare.query_one("#mode", Label).render())
+        await ask(app, pilot, "First")
+        await pilot.press("ctrl+r")
+        await settle(app, pilot)
+        assert [r.messages[-1].content for r in instruct.requests] == ["First", "First"]
+        assert [c.status for c in app.compare.columns] == ["done", "done"]
+
+
+async def test_f2_shows_the_exact_prompts():
+    app, _, _ = two_model_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        await ask(app, pilot, "Name a colour")
+        await pilot.press("f2")
+        assert isinstance(app.screen, PromptsScreen)
+        assert app.screen.prompts == [
+            ("base-model", "Name a colour"),
+            ("instruct-model", "<|user|>Name a colour<|assistant|>"),
+        ]
+        await pilot.press("escape")
+        assert not isinstance(app.screen, PromptsScreen)
+        await pilot.press("f1")
+        assert isinstance(app.screen, HelpScreen)
+
+
+async def test_a_worker_dying_mid_answer_shows_in_its_column_only():
+    app, base, _ = two_model_app(crash_after=3)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        await ask(app, pilot, "Hello")
+        crashed, healthy = app.compare.columns[1], app.compare.columns[0]
+        assert crashed.status == "error" and "killed by SIGKILL" in crashed.error
+        assert "error: the model worker" in str(crashed.query_one(".stats").render())
+        assert crashed.answer.text.split() == ANSWER.split()[:3]
+        assert healthy.status == "done"
+        await ask(app, pilot, "Still there?")
+        assert healthy.status == "done" and len(base.requests) == 2
+
+
+async def test_closing_the_app_closes_every_backend():
+    app, base, instruct = two_model_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+    assert base.closed and instruct.closed
+
+
+async def test_chat_broadcast_target_reset_and_save(isolated_home):
+    app, base, instruct = two_model_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        await pilot.press("f3")
+        chat = app.screen
+        assert isinstance(chat, ChatScreen)
+        chat.query_one("#chat-input", Input).value = "Hi"
+        await pilot.press("enter")
+        await settle(app, pilot)
+        bubbles = list(chat.query(Bubble))
+        assert [b.who for b in bubbles] == ["you", "base-model", "instruct-model"]
+        assert base.requests[-1].mode is PromptMode.TRANSCRIPT  # a base model chats through a transcript
+
+        await pilot.press("ctrl+b")  # to: base-model only
+        await pilot.press("ctrl+b")  # to: instruct-model only
+        assert "instruct-model" in str(chat.query_one("#target", Label).render())
+        chat.query_one("#chat-input", Input).value = "And then?"
+        await pilot.press("enter")
+        await settle(app, pilot)
+        assert len(base.requests) == 1 and len(instruct.requests) == 2
+        # The second turn carries the first: user, assistant, user.
+        assert [m.role for m in instruct.requests[-1].messages] == ["user", "assistant", "user"]
+
+        await pilot.press("ctrl+s")
+        await pilot.press("ctrl+o")
+        saved = sorted((isolated_home / "transcripts").iterdir())
+        assert [p.suffix for p in saved] == [".json", ".md"]
+        data = json.loads(saved[0].read_text())
+        assert [t["role"] for t in data["turns"]] == ["user", "assistant", "assistant", "user", "assistant"]
+        assert "**instruct-model**" in saved[1].read_text()
+
+        await pilot.press("ctrl+n")
+        assert not list(chat.query(Bubble)) and all(not h for h in chat.histories.values())
+        chat.query_one("#system", Input).value = "Be brief."
+        chat.query_one("#system", Input).focus()
+        await pilot.press("enter")
+        chat.query_one("#chat-input", Input).value = "Hello"
+        chat.query_one("#chat-input", Input).focus()
+        await pilot.press("enter")
+        await settle(app, pilot)
+        assert instruct.requests[-1].messages[0].content == "Be brief."
+        await pilot.press("escape")
+        assert app.screen is app.compare
+
+
+async def test_picker_swaps_models_and_keeps_loaded_ones():
+    base, instruct, extra = (
+        FakeBackend(chat_template=None),
+        FakeBackend(),
+        FakeBackend(answer="Extra answer."),
+    )
+    specs = {
+        "base-model": fake_spec("base-model", Kind.BASE, base),
+        "instruct-model": fake_spec("instruct-model", Kind.INSTRUCT, instruct),
+        "extra-model": fake_spec("extra-model", Kind.INSTRUCT, extra),
+    }
+    app = OndeviceApp(
+        [specs["base-model"], specs["instruct-model"]],
+        choices=lambda: [Choice(ref, "fake") for ref in specs],
+        open_spec=lambda ref: specs[ref],
+    )
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        await pilot.press("f4")
+        picker = app.screen
+        assert isinstance(picker, PickerScreen)
+        selection = picker.query_one(SelectionList)
+        selection.deselect("base-model")
+        selection.select("extra-model")
+        await pilot.press("enter")
+        await settle(app, pilot)
+        await settle(app, pilot)
+        assert [c.spec.label for c in app.compare.columns] == ["instruct-model", "extra-model"]
+        assert base.closed and not instruct.closed
+        await ask(app, pilot, "Hi")
+        assert app.compare.columns[1].answer.text.strip() == "Extra answer."
+
+
+def test_compare_screen_snapshot(snap_compare):
+    app, _, _ = two_model_app()
+
+    async def run_before(pilot) -> None:
+        await settle(app, pilot)
+        await ask(app, pilot, "Why is the sky blue?")
+
+    assert snap_compare(app, run_before=run_before, terminal_size=SIZE)
+
+
+def test_chat_screen_snapshot(snap_compare):
+    app, _, _ = two_model_app()
+
+    async def run_before(pilot) -> None:
+        await settle(app, pilot)
+        await pilot.press("f3")
+        app.screen.query_one("#chat-input", Input).value = "Hi"
+        await pilot.press("enter")
+        await settle(app, pilot)
+
+    assert snap_compare(app, run_before=run_before, terminal_size=SIZE)
+
+
+@pytest.mark.models
+async def test_real_models_fill_both_columns(smol, gemma):
+    from ondevice.cli.tui_launch import build_app
+    from ondevice.runtime.protocol import LoadOptions
+
+    app = build_app(
+        [gemma, smol], GenerationParams(temperature=0, max_tokens=24), LoadOptions(n_ctx=512), None
+    )
+    async with app.run_test(size=SIZE) as pilot:
+        for _ in range(200):
+            await pilot.pause(0.1)
+            if all(c.status == "ready" for c in app.compare.columns):
+                break
+        await ask(app, pilot, "Explain in one sentence why the sky is blue.")
+        for column in app.compare.columns:
+            assert column.status == "done", column.error
+            assert column.answer.text.strip()
+            assert column.live.tokens_per_second > 0
+        pids = [c.backend.pid for c in app.compare.columns]
+    import psutil
+
+    assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie" for pid in pids)
