@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,47 +107,79 @@ def convert(
     *,
     name: str | None = None,
     kind: Kind | None = None,
+    declared_by: str = "the caller",
     store: Store | None = None,
     progress: ProgressFn | None = None,
+    notify: Callable[[str], None] | None = None,
 ) -> ConvertResult:
-    """Convert `source` (a local Hugging Face checkpoint directory) into the store as NAME:OUTTYPE."""
+    """Convert `source` into the store as NAME:OUTTYPE.
+
+    `source` is a local Hugging Face checkpoint directory, or `hf:ORG/REPO[@REV]`: the repo is downloaded
+    into the Hugging Face cache first (see converters.hub), and the manifest records the commit the
+    revision resolved to. NAME defaults to the directory's or the repo's name. `notify` gets status lines.
+    """
     outtype = OutType.parse(outtype) if isinstance(outtype, str) else outtype
     store = store or Store()
-    directory = Path(source).expanduser()
-    revision = None
-    label = str(directory.resolve()) if directory.exists() else str(directory)
-    family = family_for(directory)
-    target = check_name(name or _store_name(directory))
-    quant = outtype.name
-    started = time.monotonic()
-    digest = ""
+    with contextlib.ExitStack() as stack:
+        revision = None
+        extra: dict[str, object] = {}
+        if isinstance(source, str) and source.strip().startswith("hf:"):
+            from .. import hub  # here: huggingface_hub is only needed for Hub sources
 
-    def write(partial: Path) -> None:
-        nonlocal digest
-        write_gguf(
-            family, partial, outtype, {"general.name": _general_name(directory, family.config)}, progress
-        )
-        digest = sha256_file(partial)
+            ref = hub.parse_hub_ref(source)
+            target = check_name(name or _store_name(Path(ref.name)))  # a bad name fails before the download
 
-    def manifest_for(summary: GGUFSummary) -> Manifest:
-        manifest = describe(
-            summary,
-            name=target,
-            quant=quant,
-            source=label,
-            sha256=digest,
-            declared_kind=kind,
-            declared_by="the caller",
-            revision=revision,
-        )
-        manifest.extra = {
-            "outtype": outtype.value,
-            "model_type": family.config.get("model_type"),
-            "seconds": round(time.monotonic() - started, 2),
-        }
-        return manifest
+            def supported(config: dict) -> None:
+                model_type = config.get("model_type")
+                if not isinstance(model_type, str) or model_type not in FAMILIES:
+                    raise ConvertError(
+                        f"{ref.repo_id}: model_type {model_type!r} is not supported; "
+                        f"supported: {', '.join(sorted(FAMILIES))}"
+                    )
 
-    entry = store.add(target, quant, write, planned_size(family, outtype) + _METADATA_SLACK, manifest_for)
+            snapshot = hub.download(ref, check=supported, notify=notify)
+            directory = stack.enter_context(hub.checkpoint_view(snapshot))
+            revision = snapshot.commit
+            label = snapshot.source
+            display = Path(ref.name)
+            extra = {"repo": ref.repo_id, "requested_revision": ref.revision}
+        else:
+            directory = Path(source).expanduser()
+            label = str(directory.resolve()) if directory.exists() else str(directory)
+            display = directory
+            target = None
+        family = family_for(directory)
+        target = target or check_name(name or _store_name(directory))
+        general_name = _general_name(display, family.config)
+        quant = outtype.name
+        started = time.monotonic()
+        digest = ""
+
+        def write(partial: Path) -> None:
+            nonlocal digest
+            write_gguf(family, partial, outtype, {"general.name": general_name}, progress)
+            digest = sha256_file(partial)
+
+        def manifest_for(summary: GGUFSummary) -> Manifest:
+            manifest = describe(
+                summary,
+                name=target,
+                quant=quant,
+                source=label,
+                sha256=digest,
+                declared_kind=kind,
+                declared_by=declared_by,
+                revision=revision,
+            )
+            manifest.extra = {
+                "outtype": outtype.value,
+                "model_type": family.config.get("model_type"),
+                "seconds": round(time.monotonic() - started, 2),
+                **extra,
+            }
+            return manifest
+
+        entry = store.add(target, quant, write, planned_size(family, outtype) + _METADATA_SLACK, manifest_for)
     return ConvertResult(
         ref=entry.manifest.ref,
         path=entry.path,

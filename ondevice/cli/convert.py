@@ -2,14 +2,64 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import click
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from converters.hf_to_gguf import OutType
 from converters.hf_to_gguf import convert as convert_checkpoint
 
+from ..store import Manifest
 from ..units import format_bytes
 from .common import err_console, note, print_json
+
+
+class StepBar:
+    """A transient progress bar on stderr that opens on the first update and closes on `pause()`.
+
+    huggingface_hub draws its own download bars on stderr; this bar is closed while they run, so the
+    two never draw over each other.
+    """
+
+    def __init__(self) -> None:
+        self._progress: Progress | None = None
+        self._task: TaskID | None = None
+
+    def update(self, description: str, done: int, total: int | None) -> None:
+        if self._progress is None:
+            self._progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=err_console,
+                transient=True,
+            )
+            self._progress.start()
+            self._task = self._progress.add_task(description, total=total)
+        assert self._task is not None
+        self._progress.update(self._task, description=description, completed=done, total=total)
+
+    def pause(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+            self._task = None
+
+    def note(self, text: str) -> None:
+        self.pause()
+        note(text)
+
+
+@contextlib.contextmanager
+def step_bar() -> Iterator[StepBar]:
+    bar = StepBar()
+    try:
+        yield bar
+    finally:
+        bar.pause()
 
 
 @click.command()
@@ -21,29 +71,33 @@ from .common import err_console, note, print_json
     show_default=True,
     help="Weight type of the GGUF (norms and biases stay F32).",
 )
-@click.option("--name", default=None, help="Store name [default: the checkpoint's directory name].")
+@click.option(
+    "--name",
+    default=None,
+    help="Store name [default: the repo's name for hf:, else the checkpoint's directory name].",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def convert(source: str, outtype: str, name: str | None, as_json: bool) -> None:
-    """Convert SOURCE (a local Hugging Face checkpoint directory) to GGUF in the store; print its path."""
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err_console,
-        transient=True,
-    ) as bar:
-        task = bar.add_task(f"converting {source} to {outtype.upper()}", total=None)
+    """Convert SOURCE to GGUF in the store; print its path.
+
+    SOURCE is hf:ORG/REPO[@REV] (a Hugging Face Hub model repo at a branch, tag or commit, downloaded
+    into the Hugging Face cache first: safetensors only, no remote code; HF_ENDPOINT, HF_HOME, HF_TOKEN
+    and HF_HUB_OFFLINE apply) or a local Hugging Face checkpoint directory. The manifest records the
+    commit a Hub revision resolved to.
+    """
+    with step_bar() as bar:
 
         def show(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
+            bar.update(f"converting {source} to {outtype.upper()}", done, total)
 
-        result = convert_checkpoint(source, outtype, name=name, progress=show)
+        result = convert_checkpoint(source, outtype, name=name, progress=show, notify=bar.note)
+    manifest = Manifest.from_json(result.path.with_suffix(".json").read_text(encoding="utf-8"), result.path)
     if as_json:
-        print_json(result.as_dict())
+        print_json({**result.as_dict(), "source": manifest.source, "revision": manifest.revision})
         return
     note(
         f"{result.ref}: {result.architecture}, {format_bytes(result.size_bytes)}, "
         f"{result.bits_per_weight:.2f} bits/weight, {result.seconds:.1f} s"
+        + (f", from {manifest.source}" if manifest.revision else "")
     )
     click.echo(str(result.path))

