@@ -67,6 +67,7 @@ def _level(name: str, nominal_bpw: float) -> Level:
 LEVELS: dict[str, Level] = {
     level.name.lower(): level
     for level in (
+        Level("F32", gguf.LlamaFileType.ALL_F32, 32.0),
         _level("F16", 16.0),
         _level("BF16", 16.0),
         _level("Q8_0", 8.5),

@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
+from converters.dequantize import convert_gguf
+from converters.quantize import quantize
 from ondevice.cli import cli
 from ondevice.measure.bench import BenchSettings, run_bench
 from ondevice.measure.quality import QualitySettings, evaluate_quality, load_text
 from ondevice.measure.runs import list_runs
 from ondevice.runtime.protocol import LoadOptions, ScoreRequest
+from ondevice.store import Store
 
 pytestmark = pytest.mark.models
 
@@ -26,26 +26,12 @@ SMALL_EVAL = ["--ctx", "64", "--chunks", "2", "--no-save", "--threads", "1"]
 
 @pytest.fixture(scope="session")
 def requantized(smol, tmp_path_factory) -> dict[str, Path]:
-    """SmolLM2's Q4_1 file requantized to Q8_0 and Q2_K by llama.cpp's quantizer (in a child process:
-    llama.cpp aborts on input it dislikes). There is no F16 converter yet, so Q8_0 plays the source."""
-    out = tmp_path_factory.mktemp("requantized")
-    paths = {"Q8_0": out / "smol-q8_0.gguf", "Q2_K": out / "smol-q2_k.gguf"}
-    script = textwrap.dedent(
-        """
-        import ctypes, sys, llama_cpp
-        src, dst, ftype = sys.argv[1], sys.argv[2], int(sys.argv[3])
-        params = llama_cpp.llama_model_quantize_default_params()
-        params.ftype, params.allow_requantize, params.nthread = ftype, True, 2
-        sys.exit(llama_cpp.llama_model_quantize(src.encode(), dst.encode(), ctypes.byref(params)))
-        """
-    )
-    for name, ftype in (("Q8_0", 7), ("Q2_K", 10)):
-        subprocess.run(
-            [sys.executable, "-c", script, str(smol.path), str(paths[name]), str(ftype)],
-            check=True,
-            capture_output=True,
-        )
-    return paths
+    """SmolLM2's Q4_1 file dequantized to F16 (`ondevice convert FILE.gguf`), and a Q4_K_M and Q2_K ladder
+    made from that F16 by llama.cpp's quantizer: a source and two quantized variants of it."""
+    store = Store(tmp_path_factory.mktemp("ladder-home"))
+    f16 = convert_gguf(str(smol.path), "f16", name="smol", store=store)
+    ladder = quantize(str(f16.path), "q4_k_m,q2_k", name="smol", store=store)
+    return {"F16": f16.path, **{result.level: result.path for result in ladder}}
 
 
 def invoke(*args: str):
@@ -112,9 +98,9 @@ def test_a_smaller_quantization_drifts_from_its_source(requantized, models_home)
     result = invoke(
         "eval",
         str(requantized["Q2_K"]),
-        str(requantized["Q8_0"]),
+        str(requantized["F16"]),
         "--reference",
-        str(requantized["Q8_0"]),
+        str(requantized["F16"]),
         *SMALL_EVAL,
         "--json",
     )
@@ -125,7 +111,7 @@ def test_a_smaller_quantization_drifts_from_its_source(requantized, models_home)
     assert low["ppl_ratio"]["value"] > 1.0 and low["delta_p_rms"]["value"] > 0
     assert abs(same["kld"]["value"]) < 1e-5 and same["same_top"]["value"] == 1.0
     text = invoke(
-        "eval", str(requantized["Q2_K"]), "--reference", str(requantized["Q8_0"]), *SMALL_EVAL
+        "eval", str(requantized["Q2_K"]), "--reference", str(requantized["F16"]), *SMALL_EVAL
     ).stdout
     for column in ("KLD", "same top", "Δp", "PPL ratio", "Comparison"):
         assert column in text

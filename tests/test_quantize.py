@@ -103,3 +103,31 @@ def test_a_quantizer_failure_is_an_error_and_leaves_no_file(tmp_path):
     assert not any((Store().models / "tiny").glob("*.gguf"))
     with pytest.raises(QuantizeError):
         quantize_file(tmp_path / "missing.gguf", tmp_path / "out.gguf", parse_levels("q8_0")[0])
+
+
+def test_convert_dequantizes_a_bundled_gguf_to_seed_a_ladder(smol, isolated_home):
+    result = invoke("convert", SMOL, "--outtype", "f16", "--json")
+    assert result.exit_code == 0, result.output
+    converted = json.loads(result.stdout)
+    path = Path(converted["path"])
+    assert path.is_relative_to(isolated_home) and converted["ref"] == "smollm2-135m-instruct:F16"
+    assert "from Q4_1" in converted["notes"][0]
+    summary = read_gguf(path)
+    assert summary.file_type_name == "F16" and not is_quantized(summary)
+    assert summary.bits_per_weight == pytest.approx(16.0, abs=0.05)
+    entry = Store().find("smollm2-135m-instruct", "F16")
+    assert entry.manifest.kind == Kind.INSTRUCT.value and entry.manifest.sha256 == sha256_file(path)
+    # An F16 source needs no --allow-requantize, and its levels are not marked as requantized.
+    ladder = invoke("quantize", "smollm2-135m-instruct:F16", "--levels", "q8_0", "--json")
+    assert ladder.exit_code == 0, ladder.output
+    (output,) = json.loads(ladder.stdout)["outputs"]
+    assert not output["requantized"] and output["notes"] == []
+    messages = [Message("system", "Answer the question."), Message("user", "What is the capital of France?")]
+    for gguf_path in (path, Path(output["path"])):
+        with WorkerModel(gguf_path, LoadOptions(n_ctx=512)) as worker:
+            finished = worker.generate(
+                chat_turn(True, messages, GenerationParams(max_tokens=24, temperature=0))
+            )
+        assert "Paris" in finished.text
+    missing = invoke("convert", str(isolated_home / "missing.gguf"))
+    assert one_error_line(missing) and "no such file" in missing.output

@@ -6,7 +6,7 @@ import contextlib
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ondevice.atomic import atomic_path, check_free_space
@@ -37,6 +37,7 @@ class ConvertResult:
     size_bytes: int
     bits_per_weight: float
     seconds: float
+    notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -47,6 +48,7 @@ class ConvertResult:
             "size_bytes": self.size_bytes,
             "bits_per_weight": self.bits_per_weight,
             "seconds": round(self.seconds, 2),
+            "notes": self.notes,
         }
 
 
@@ -101,6 +103,15 @@ def _store_name(directory: Path) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", directory.name).strip("-.") or "model"
 
 
+def _is_model_ref(source: str | Path) -> bool:
+    """A GGUF model (a .gguf file, bundled:NAME) rather than a checkpoint directory or an hf: repo."""
+    text = str(source).strip()
+    if text.startswith("bundled:"):
+        return True
+    path = Path(text).expanduser()
+    return path.suffix.lower() == ".gguf" and not path.is_dir()
+
+
 def convert(
     source: str | Path,
     outtype: OutType | str = OutType.F16,
@@ -117,9 +128,14 @@ def convert(
     `source` is a local Hugging Face checkpoint directory, or `hf:ORG/REPO[@REV]`: the repo is downloaded
     into the Hugging Face cache first (see converters.hub), and the manifest records the commit the
     revision resolved to. NAME defaults to the directory's or the repo's name. `notify` gets status lines.
+    A GGUF (a .gguf path or bundled:NAME) is rewritten as `outtype` by llama.cpp (converters.dequantize).
     """
     outtype = OutType.parse(outtype) if isinstance(outtype, str) else outtype
     store = store or Store()
+    if _is_model_ref(source):
+        from ..dequantize import convert_gguf
+
+        return convert_gguf(str(source), outtype, name=name, store=store, progress=progress)
     with contextlib.ExitStack() as stack:
         revision = None
         extra: dict[str, object] = {}

@@ -84,6 +84,9 @@ def convert(source: str, outtype: str, name: str | None, as_json: bool) -> None:
     into the Hugging Face cache first: safetensors only, no remote code; HF_ENDPOINT, HF_HOME, HF_TOKEN
     and HF_HUB_OFFLINE apply) or a local Hugging Face checkpoint directory. The manifest records the
     commit a Hub revision resolved to.
+
+    SOURCE can also be a GGUF (FILE.gguf or bundled:NAME): it is dequantized to --outtype (e.g. the
+    bundled Q4 models to F16, to seed a quantization ladder or serve as a KLD reference).
     """
     with step_bar() as bar:
 
@@ -95,6 +98,8 @@ def convert(source: str, outtype: str, name: str | None, as_json: bool) -> None:
     if as_json:
         print_json({**result.as_dict(), "source": manifest.source, "revision": manifest.revision})
         return
+    for line in result.notes:
+        note(line)
     note(
         f"{result.ref}: {result.architecture}, {format_bytes(result.size_bytes)}, "
         f"{result.bits_per_weight:.2f} bits/weight, {result.seconds:.1f} s"
