@@ -13,7 +13,6 @@ from .units import format_bytes
 
 __all__ = [
     "APPLIED_FIELDS",
-    "RECORDED_FIELDS",
     "HardwareProfile",
     "Selection",
     "choose_profile",
@@ -32,10 +31,18 @@ METAL_REBUILD = (
     f'CMAKE_ARGS="-DGGML_METAL=on" pip install --force-reinstall --no-cache-dir '
     f"llama-cpp-python=={LLAMA_CPP_VERSION}  (needs the Xcode command line tools)"
 )
-# The profile fields the runtime's LoadOptions can apply today; the others are recorded with the run
-# and shown, and take effect once the runtime supports them.
-APPLIED_FIELDS = ("threads", "gpu_layers", "batch", "context", "mmap")
-RECORDED_FIELDS = ("ubatch", "flash_attn", "mlock", "kv_cache_type")
+# The profile fields that become LoadOptions (memory_headroom is the pre-flight's).
+APPLIED_FIELDS = (
+    "threads",
+    "gpu_layers",
+    "batch",
+    "ubatch",
+    "context",
+    "flash_attn",
+    "mmap",
+    "mlock",
+    "kv_cache_type",
+)
 
 
 @dataclass(frozen=True)
@@ -60,8 +67,8 @@ class HardwareProfile:
     ubatch: int = field(
         default=512,
         metadata=doc(
-            "Micro-batch: prompt tokens per compute graph (n_ubatch); sizes the compute buffers. "
-            "Recorded only: the runtime uses `batch` for both today.",
+            "Micro-batch: prompt tokens per compute graph (n_ubatch, at most `batch`); sizes the "
+            "compute buffers.",
             minimum=1,
         ),
     )
@@ -69,7 +76,8 @@ class HardwareProfile:
     flash_attn: str = field(
         default="auto",
         metadata=doc(
-            "Flash attention: auto, on or off. Recorded only: the runtime keeps llama.cpp's default (auto).",
+            "Flash attention: auto (llama.cpp decides per backend), on or off. A quantized KV cache "
+            "needs it on (or auto where the backend has it).",
             choices=("auto", "on", "off"),
         ),
     )
@@ -79,13 +87,13 @@ class HardwareProfile:
     )
     mlock: bool = field(
         default=False,
-        metadata=doc("Lock the weights in RAM so they are never swapped out. Recorded only for now."),
+        metadata=doc("Lock the weights in RAM so they are never swapped out (needs RLIMIT_MEMLOCK)."),
     )
     kv_cache_type: str = field(
         default="f16",
         metadata=doc(
-            "Type of the KV cache: f16, q8_0 (half the memory), q4_0 ... Recorded only: the runtime "
-            "allocates f16 today, and the memory pre-flight counts what the runtime allocates.",
+            "Type of the KV cache: f16, q8_0 (about half the memory), q4_0 ...; the memory pre-flight "
+            "counts the type chosen.",
             choices=KV_CACHE_TYPES,
         ),
     )
@@ -121,7 +129,6 @@ class HardwareProfile:
             "kv_cache_type": self.kv_cache_type,
             "memory_headroom": self.memory_headroom,
             "applied_fields": list(APPLIED_FIELDS),
-            "recorded_fields": list(RECORDED_FIELDS),
         }
 
 
@@ -182,7 +189,8 @@ def choose_profile(hw: Hardware) -> Selection:
 def resolve_load_options(profile: HardwareProfile, explicit: dict[str, Any]) -> LoadOptions:
     """LoadOptions from a profile, with every explicitly given option (not None) winning over it.
 
-    ``explicit`` uses LoadOptions' names: n_ctx, n_threads, n_batch, n_gpu_layers, use_mmap.
+    ``explicit`` uses LoadOptions' names: n_ctx, n_threads, n_batch, n_gpu_layers, use_mmap (the
+    profile alone sets n_ubatch, flash_attn, use_mlock and kv_cache_type).
     """
     unknown = set(explicit) - {"n_ctx", "n_threads", "n_batch", "n_gpu_layers", "use_mmap"}
     if unknown:
@@ -198,4 +206,8 @@ def resolve_load_options(profile: HardwareProfile, explicit: dict[str, Any]) -> 
         n_batch=pick("n_batch", profile.batch),
         n_gpu_layers=pick("n_gpu_layers", profile.gpu_layers),
         use_mmap=pick("use_mmap", profile.mmap),
+        n_ubatch=profile.ubatch,
+        flash_attn=profile.flash_attn,
+        use_mlock=profile.mlock,
+        kv_cache_type=profile.kv_cache_type,
     )

@@ -186,7 +186,7 @@ def estimate_memory(
     weights_bytes: int,
     options: LoadOptions,
     *,
-    kv_cache_type: str = "f16",
+    kv_cache_type: str | None = None,
     swa_full: bool = True,
     offload: bool = False,
     layer_weights: tuple[int, ...] = (),
@@ -199,7 +199,8 @@ def estimate_memory(
     without them the offloaded share is proportional to the layers.
     """
     n_ctx = _pad(options.n_ctx)
-    n_ubatch = min(options.n_batch, options.n_ctx)
+    n_ubatch = min(options.n_ubatch or options.n_batch, options.n_batch, options.n_ctx)
+    kv_cache_type = kv_cache_type or options.kv_cache_type
     n_layer = max(shape.n_layer, 1)
     gpu_layers = options.n_gpu_layers if offload else 0
     all_layers = gpu_layers < 0 or gpu_layers > n_layer
@@ -248,7 +249,7 @@ def estimate_memory(
 
 
 def estimate_for_model(
-    summary: GGUFSummary, options: LoadOptions, hw: Hardware | None = None, kv_cache_type: str = "f16"
+    summary: GGUFSummary, options: LoadOptions, hw: Hardware | None = None, kv_cache_type: str | None = None
 ) -> MemoryEstimate:
     """The estimate for a GGUF file, split between RAM and VRAM as ``hw`` would run it."""
     shape = ModelShape.from_summary(summary)

@@ -248,6 +248,8 @@ def test_explicit_options_beat_the_profile():
     options = resolve_load_options(profile, {"n_ctx": 1024, "n_gpu_layers": 0, "use_mmap": None})
     assert (options.n_ctx, options.n_gpu_layers, options.n_batch, options.use_mmap) == (1024, 0, 512, True)
     assert resolve_load_options(profile, {}).n_ctx == profile.context
+    low = resolve_load_options(load_hardware_profile("low-memory-laptop"), {})
+    assert (low.n_ubatch, low.kv_cache_type, low.flash_attn, low.use_mlock) == (256, "q8_0", "auto", False)
 
 
 def test_load_plan_picks_the_machines_profile_and_keeps_given_flags(machine):

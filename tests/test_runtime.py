@@ -194,3 +194,18 @@ def test_load_failure_is_an_error_not_a_crash(tmp_path):
     # Validation normally stops this earlier; the worker still reports llama.cpp's refusal as an error.
     with pytest.raises(WorkerError, match="could not load"):
         WorkerModel(tmp_path / "missing.gguf", LoadOptions(n_ctx=256))
+
+
+def test_profile_settings_reach_llama_cpp(smol):
+    """A q8_0 KV cache takes about 34/64 of the f16 one; a smaller micro-batch shrinks the compute buffer."""
+    facts = {}
+    for kv, ubatch in (("f16", 512), ("q8_0", 128)):
+        options = LoadOptions(n_ctx=1024, kv_cache_type=kv, n_ubatch=ubatch, flash_attn="on")
+        with WorkerModel(smol.path, options) as worker:
+            facts[kv] = worker.facts
+            finished = worker.generate(single_turn(Kind.BASE, False, "One, two, three,", GREEDY))
+            assert finished.stats.generated_tokens > 0
+    assert facts["q8_0"].kv_cache_bytes / facts["f16"].kv_cache_bytes == pytest.approx(34 / 64, rel=0.02)
+    assert facts["q8_0"].compute_buffer_bytes < facts["f16"].compute_buffer_bytes
+    with pytest.raises(WorkerError, match="KV-cache type"):
+        WorkerModel(smol.path, LoadOptions(n_ctx=256, kv_cache_type="q9"))

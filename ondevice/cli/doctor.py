@@ -10,7 +10,7 @@ from rich.table import Table
 
 from .. import hardware
 from ..hardware import Hardware
-from ..hardware_profiles import APPLIED_FIELDS, RECORDED_FIELDS, choose_profile, load_hardware_profile
+from ..hardware_profiles import APPLIED_FIELDS, choose_profile, load_hardware_profile
 from ..units import format_bytes
 from .common import print_json
 
@@ -24,7 +24,6 @@ def diagnosis(hw: Hardware) -> dict[str, Any]:
         "profile": profile.as_dict(),
         "reason": selection.reason,
         "advice": list(selection.advice),
-        "recorded_only": list(RECORDED_FIELDS),
     }
 
 
@@ -60,8 +59,6 @@ def print_diagnosis(data: dict[str, Any]) -> None:
     click.echo(f"  why: {data['reason']}")
     settings = ", ".join(f"{k} {profile[k]}" for k in APPLIED_FIELDS)
     click.echo(f"  loads with: {settings}; keeps {profile['memory_headroom']} of RAM free")
-    recorded = ", ".join(f"{k} {profile[k]}" for k in data["recorded_only"])
-    click.echo(f"  recorded, not applied by the runtime yet: {recorded}")
     if data["advice"]:
         click.echo()
         for line in data["advice"]:

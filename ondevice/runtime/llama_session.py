@@ -79,6 +79,26 @@ def default_threads() -> int:
     return psutil.cpu_count(logical=False) or os.cpu_count() or 1
 
 
+_FLASH_ATTN = {
+    "auto": llama_cpp.LLAMA_FLASH_ATTN_TYPE_AUTO,
+    "on": llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED,
+    "off": llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED,
+}
+
+
+def _load_mode(options: LoadOptions) -> int:
+    if options.use_mlock:
+        return llama_cpp.LLAMA_LOAD_MODE_MMAP_MLOCK if options.use_mmap else llama_cpp.LLAMA_LOAD_MODE_MLOCK
+    return llama_cpp.LLAMA_LOAD_MODE_MMAP if options.use_mmap else llama_cpp.LLAMA_LOAD_MODE_NONE
+
+
+def _kv_type(name: str) -> int:
+    value = getattr(llama_cpp, f"GGML_TYPE_{name.upper()}", None)
+    if value is None:
+        raise WorkerError(f"unknown KV-cache type {name!r}")
+    return value
+
+
 class LlamaSession:
     """A model and one context; keeps the KV cache between requests to reuse a shared prefix."""
 
@@ -89,9 +109,7 @@ class LlamaSession:
         started = time.perf_counter()
         mparams = llama_cpp.llama_model_default_params()
         mparams.n_gpu_layers = options.n_gpu_layers
-        mparams.load_mode = (
-            llama_cpp.LLAMA_LOAD_MODE_MMAP if options.use_mmap else llama_cpp.LLAMA_LOAD_MODE_NONE
-        )
+        mparams.load_mode = _load_mode(options)
         self.model = llama_cpp.llama_model_load_from_file(path.encode(), mparams)
         if not self.model:
             raise WorkerError(f"llama.cpp could not load {path}: {last_log_error()}")
@@ -99,7 +117,9 @@ class LlamaSession:
         cparams = llama_cpp.llama_context_default_params()
         cparams.n_ctx = options.n_ctx
         cparams.n_batch = min(options.n_batch, options.n_ctx)
-        cparams.n_ubatch = min(options.n_batch, options.n_ctx)
+        cparams.n_ubatch = min(options.n_ubatch or options.n_batch, cparams.n_batch)
+        cparams.flash_attn_type = _FLASH_ATTN[options.flash_attn]
+        cparams.type_k = cparams.type_v = _kv_type(options.kv_cache_type)
         cparams.n_threads = threads
         cparams.n_threads_batch = threads
         self.ctx = llama_cpp.llama_init_from_model(self.model, cparams)

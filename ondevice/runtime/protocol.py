@@ -17,6 +17,10 @@ class LoadOptions:
     n_batch: int = 512
     n_gpu_layers: int = 0
     use_mmap: bool = True
+    n_ubatch: int | None = None  # prompt tokens per compute graph; None: the same as n_batch
+    flash_attn: str = "auto"  # auto | on | off
+    use_mlock: bool = False  # pin the weights in RAM
+    kv_cache_type: str = "f16"  # f32 | f16 | bf16 | q8_0 | q4_0 | ...
 
 
 @dataclass(frozen=True)
