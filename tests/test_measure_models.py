@@ -161,3 +161,14 @@ def test_bad_inputs_give_one_clear_line(models_home, tmp_path):
         lines = [line for line in result.output.splitlines() if line.strip()]
         assert message in result.output, result.output
         assert "Traceback" not in result.output and len(lines) <= 3, result.output
+
+
+def test_perplexity_of_models_with_different_tokenizers(models_home):
+    """Without a reference each model reads the text through its own tokenizer."""
+    result = invoke("eval", GEMMA, SMOL, "--metrics", "ppl", *SMALL_EVAL, "--json")
+    assert result.exit_code == 0, result.output
+    gemma, smol = json.loads(result.stdout)["quality"]
+    for scored in (gemma, smol):
+        assert scored["n_scored"] == 2 * (64 - 1 - 32)
+        assert 1.0 < scored["ppl"]["value"] < 1000
+    assert gemma["ppl"]["value"] != smol["ppl"]["value"]

@@ -131,9 +131,7 @@ def evaluate_quality(
     workdir = Path(tempfile.mkdtemp(prefix="ondevice-eval-"))
     try:
         with WorkerModel(first_model.path, options, label=first_model.display_name) as worker:
-            tokens = worker.tokenize(text, add_special=True)
-            bos = tokens[0] if worker.facts.add_bos and tokens else None  # add_special put it there
-            chunks = chunk_tokens(tokens, settings.n_ctx, settings.n_chunks, bos)
+            chunks = _chunks_for(worker, text, settings)
             run.n_chunks = len(chunks)
             tracker = _Tracker(len(chunks) * (len(models) + (reference is not None)), on_progress, cancel)
             base = None
@@ -146,8 +144,13 @@ def evaluate_quality(
                     Path(base + suffix).touch()
                 ref_scores = _score_all(worker, chunks, settings, tracker, save_path=base)
                 run.reference_ppl = ppl(ref_scores.nll.tolist())
-        for model in models:
+        for index, model in enumerate(models):
             with WorkerModel(model.path, options, label=model.display_name) as worker:
+                model_chunks = chunks
+                if reference is None and index > 0:
+                    # Perplexity alone: each model reads the text through its own tokenizer.
+                    model_chunks = _chunks_for(worker, text, settings)
+                    tracker.total += len(model_chunks) - len(chunks)
                 if reference is not None and worker.facts.n_vocab != n_vocab:
                     raise MeasureError(
                         f"{model.display_name} has a vocabulary of {worker.facts.n_vocab} tokens but the "
@@ -155,7 +158,7 @@ def evaluate_quality(
                     )
                 scores = _score_all(
                     worker,
-                    chunks,
+                    model_chunks,
                     settings,
                     tracker,
                     compare_path=base,
@@ -165,6 +168,12 @@ def evaluate_quality(
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return run
+
+
+def _chunks_for(worker: WorkerModel, text: str, settings: QualitySettings) -> list[list[int]]:
+    tokens = worker.tokenize(text, add_special=True)
+    bos = tokens[0] if worker.facts.add_bos and tokens else None  # add_special put it there
+    return chunk_tokens(tokens, settings.n_ctx, settings.n_chunks, bos)
 
 
 class _Tracker:
