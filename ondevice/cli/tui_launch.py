@@ -39,6 +39,7 @@ def build_app(
         system=system,
         choices=model_choices,
         open_spec=lambda ref: ModelSpec.from_resolved(resolve(ref), options),
+        options=options,  # the bench screen measures with the session's profile
     )
 
 

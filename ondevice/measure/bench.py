@@ -21,6 +21,12 @@ from .results import BenchResult, BenchRun, Memory, ModelRecord, Rate
 from .stats import Estimate, mean, median, stddev
 
 ProgressFn = Callable[[Progress], None]
+OpenModel = Callable[[ResolvedModel, LoadOptions], WorkerModel]
+
+
+def open_worker(model: ResolvedModel, options: LoadOptions) -> WorkerModel:
+    """The default way a benchmark opens a model: llama.cpp in its own worker process."""
+    return WorkerModel(model.path, options, label=model.display_name)
 
 
 @dataclass(frozen=True)
@@ -52,8 +58,12 @@ def run_bench(
     settings: BenchSettings | None = None,
     on_progress: ProgressFn | None = None,
     cancel: Event | None = None,
+    open_model: OpenModel = open_worker,
 ) -> BenchRun:
-    """Benchmark each model in turn (one at a time, so each has the whole machine)."""
+    """Benchmark each model in turn (one at a time, so each has the whole machine).
+
+    `open_model` opens a model's worker; tests pass a stand-in with the same `bench` method.
+    """
     settings = settings or BenchSettings()
     settings.check()
     run = BenchRun(
@@ -62,7 +72,7 @@ def run_bench(
         llama_cpp_version=llama_cpp_version(),
     )
     for model in models:
-        run.results.extend(bench_model(model, settings, on_progress, cancel))
+        run.results.extend(bench_model(model, settings, on_progress, cancel, open_model))
     return run
 
 
@@ -71,6 +81,7 @@ def bench_model(
     settings: BenchSettings,
     on_progress: ProgressFn | None = None,
     cancel: Event | None = None,
+    open_model: OpenModel = open_worker,
 ) -> list[BenchResult]:
     """All thread counts of one model, loaded once."""
     total, done = settings.steps_per_model, 0
@@ -86,7 +97,7 @@ def bench_model(
     step("loading")
     options = replace(settings.options, n_threads=settings.threads[0] or settings.options.n_threads)
     results = []
-    with WorkerModel(model.path, options, label=model.display_name) as worker:
+    with open_model(model, options) as worker:
         facts = worker.facts
         for threads in settings.threads:
             timings: dict[str, list[BenchTiming]] = {"pp": [], "tg": []}

@@ -1,4 +1,4 @@
-"""The ondevice terminal UI: compare models side by side, chat with them, pick them."""
+"""The ondevice terminal UI: compare models side by side, chat with them, pick them, measure them."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from textual.binding import Binding
 
 from ..live import ModelSpec
 from ..runtime.engine import Backend
-from ..runtime.protocol import GenerationParams
+from ..runtime.protocol import GenerationParams, LoadOptions
+from .bench import BenchScreen, Measurer
 from .chat import ChatScreen
 from .compare import CompareScreen
 from .dialogs import HelpScreen
@@ -22,7 +23,10 @@ class OndeviceApp(App):
 
     CSS_PATH = Path(__file__).with_name("app.tcss")
     ENABLE_COMMAND_PALETTE = False
-    BINDINGS = [Binding("ctrl+q", "quit", "Quit", priority=True)]
+    BINDINGS = [
+        Binding("ctrl+q", "quit", "Quit", priority=True),
+        Binding("f5", "open_bench", "Bench"),
+    ]
 
     def __init__(
         self,
@@ -31,6 +35,8 @@ class OndeviceApp(App):
         system: str | None = None,
         choices: Callable[[], list[Choice]] | None = None,
         open_spec: Callable[[str], ModelSpec] | None = None,
+        options: LoadOptions | None = None,
+        measurer: Measurer | None = None,
     ) -> None:
         super().__init__()
         self.specs = specs
@@ -39,6 +45,8 @@ class OndeviceApp(App):
         self._choices = choices
         self._open_spec = open_spec
         self.open_backends: list[Backend] = []  # every backend a column opened; all closed on exit
+        # How the bench screen measures: the library with the session's load options (tests inject one).
+        self.measurer = measurer or Measurer(options)
 
     def on_mount(self) -> None:
         self.push_screen(CompareScreen())
@@ -52,6 +60,17 @@ class OndeviceApp(App):
 
     def action_open_chat(self) -> None:
         self.push_screen(ChatScreen(self.compare.columns))
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "open_bench":  # from the compare screen only, not over a dialog or itself
+            return isinstance(self.screen, CompareScreen)
+        return super().check_action(action, parameters)
+
+    def action_open_bench(self) -> None:
+        if any(c.status == "generating" for c in self.compare.columns):
+            self.notify("stop generating first (Esc): a benchmark needs the cores", severity="warning")
+            return
+        self.push_screen(BenchScreen())
 
     def action_open_picker(self) -> None:
         if self._choices is None or self._open_spec is None:

@@ -23,6 +23,7 @@ time to first token, tokens and the model worker's memory.
 | F2 | the exact prompt text each model received |
 | F3 | chat with the models |
 | F4 | pick the models to compare |
+| F5 | measure them: speed (bench) and quality (eval), with plots and past runs |
 | F1 | this help |
 | Ctrl+Q | quit (every model worker ends) |
 
@@ -31,6 +32,10 @@ F2 shows the difference.
 
 In **chat**: Enter sends, Ctrl+B switches between one model and all of them, Ctrl+N starts over,
 Ctrl+S saves the transcript as Markdown, Ctrl+O as JSON, Esc goes back.
+
+In **bench**: F6 measures speed (pp and tg tokens/s ± stddev, memory), F7 quality against the chosen
+reference (PPL, KL divergence, same top token); Esc stops a run at its next step, or goes back.
+Every run is saved; Enter on a past run shows it. Speed and quality of different runs show together.
 """
 
 
