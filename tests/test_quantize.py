@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -131,3 +136,39 @@ def test_convert_dequantizes_a_bundled_gguf_to_seed_a_ladder(smol, isolated_home
         assert "Paris" in finished.text
     missing = invoke("convert", str(isolated_home / "missing.gguf"))
     assert one_error_line(missing) and "no such file" in missing.output
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "sigkill"])
+def test_an_interrupted_quantize_leaves_nothing_and_the_next_run_completes(sig, smol, isolated_home):
+    # A large enough source that the quantizer is still writing when the signal lands.
+    source = invoke("convert", SMOL, "--outtype", "f32", "--name", "big", "--json")
+    assert source.exit_code == 0, source.output
+    model_dir = Store().model_dir("big")
+    env = {**os.environ, "ONDEVICE_HOME": str(isolated_home)}
+    # Its own process group, as a shell runs a command: Ctrl-C and kill reach the quantizer child too.
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ondevice", "quantize", "big:F32", "--levels", "q4_k_m", "--threads", "1"],
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not any(model_dir.glob(".*.partial")) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert any(model_dir.glob(".*.partial")), "the quantizer never started writing"
+        os.killpg(proc.pid, sig)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode != 0
+    if sig == signal.SIGINT:
+        assert b"Traceback" not in proc.stderr.read()
+    assert not (model_dir / "Q4_K_M.gguf").exists() and not (model_dir / "Q4_K_M.json").exists()
+    again = invoke("quantize", "big:F32", "--levels", "q4_k_m", "--json")
+    assert again.exit_code == 0, again.output
+    assert read_gguf(model_dir / "Q4_K_M.gguf").file_type_name == "Q4_K_M"
+    assert not any(model_dir.glob(".*.partial"))
