@@ -7,6 +7,7 @@ llama.cpp runs with an F32 KV cache here so the comparison measures the conversi
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -129,3 +130,29 @@ def test_cli_outputs_load_and_generate(outtype, smol_checkpoint, gemma_checkpoin
                 params = GenerationParams(max_tokens=16, temperature=0)
                 finished = worker.generate(single_turn(Kind.BASE, False, "The capital of France is", params))
                 assert finished.stats.generated_tokens > 0 and finished.text.strip()
+
+
+def test_smollm2s_own_pre_tokenizer_splits_digits_like_transformers(smol_checkpoint, tmp_path):
+    """The Hub's SmolLM2 tokenizer.json splits digits one by one before byte-level BPE (the checkpoint
+    rebuilt from the GGUF lost that step). With it restored, the GGUF says "smollm" and llama.cpp's
+    token ids still equal transformers'."""
+    directory = tmp_path / "smollm2-digits"
+    shutil.copytree(smol_checkpoint, directory)
+    tokenizer_json = directory / "tokenizer.json"
+    data = json.loads(tokenizer_json.read_text(encoding="utf-8"))
+    data["pre_tokenizer"] = {
+        "type": "Sequence",
+        "pretokenizers": [
+            {"type": "Digits", "individual_digits": True},
+            {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True},
+        ],
+    }
+    tokenizer_json.write_text(json.dumps(data), encoding="utf-8")
+    gguf_path = convert_directory(directory, tmp_path / "smollm2-digits.gguf", "q8_0")
+    assert read_gguf(gguf_path).metadata["tokenizer.ggml.pre"] == "smollm"
+    texts = [*TOKENIZER_TEXTS, "12345 × 678 = 8369910, pi is 3.14159 and 2024-11-29"]
+    ours = llama_ids(gguf_path, texts)
+    for text, got in zip(texts, ours, strict=True):
+        assert got == transformers_ids(directory, text), text
+    digits = transformers_ids(directory, "12345", add_special_tokens=False)
+    assert len(digits) == 5  # one token per digit
