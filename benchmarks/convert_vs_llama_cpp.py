@@ -9,8 +9,9 @@ wall time and half of its peak RSS on every model.
 How it measures:
 - wall: from spawning the child to reaping it (interpreter start-up and imports count for both).
   The checkpoint files are read once before timing, so neither run pays for a cold page cache.
-- peak RSS: the kernel's high-water mark of the child, `ru_maxrss` from `os.wait4` on that child's
-  pid, which covers the child (and any process it waited for) and nothing else: exact, no sampling.
+- peak RSS: the kernel's high-water mark of the converter, `ru_maxrss` from `os.wait4`, taken by a
+  small launcher process (Linux keeps a process's peak across exec, so a converter spawned straight
+  from this script would report the script's own peak if that were larger): exact, no sampling.
   RSS counts the file pages of a memory-mapped checkpoint the converter touched; those are page
   cache the kernel can drop, so the table also shows:
 - peak anon: anonymous memory (RSS minus file-backed/shared pages, psutil's rss - shared on Linux)
@@ -64,6 +65,16 @@ CHUNK_ELEMENTS = 1 << 24  # tensors are compared this many values at a time
 OURS_CODE = (
     "import sys; from pathlib import Path; from converters.hf_to_gguf import convert_directory; "
     "convert_directory(Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3])"
+)
+
+
+# Runs the converter and reports its own peak RSS. Linux carries a process's high-water RSS across
+# exec, so a converter spawned straight from this (large) process would inherit our peak; spawned from
+# this small launcher, the figure is the converter's alone.
+LAUNCHER = (
+    "import os, subprocess, sys; child = subprocess.Popen(sys.argv[2:]); "
+    "_, status, usage = os.wait4(child.pid, 0); open(sys.argv[1], 'w').write(str(usage.ru_maxrss)); "
+    "sys.exit(os.waitstatus_to_exitcode(status))"
 )
 
 
@@ -187,7 +198,10 @@ def measure(label: str, cmd: list[str], log: Path, poll_s: float) -> Run:
     stop = threading.Event()
     with open(log, "wb") as out:
         start = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+        maxrss_file = log.with_suffix(".maxrss")
+        proc = subprocess.Popen(
+            [sys.executable, "-c", LAUNCHER, str(maxrss_file), *cmd], stdout=out, stderr=subprocess.STDOUT
+        )
 
         def poll() -> None:
             try:
@@ -211,7 +225,8 @@ def measure(label: str, cmd: list[str], log: Path, poll_s: float) -> Run:
         tail = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
         raise BenchError(f"{label} failed (exit {proc.returncode}): {(tail or ['no output'])[-1]}")
     scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
-    return Run(wall, usage.ru_maxrss * scale, peak_anon[0] if sample else None)
+    del usage  # the launcher's own; the converter's is in the file it wrote
+    return Run(wall, int(maxrss_file.read_text()) * scale, peak_anon[0] if sample else None)
 
 
 def ours_cmd(checkpoint: Path, out: Path, outtype: str) -> list[str]:

@@ -3,14 +3,14 @@
 A safetensors file is an 8-byte little-endian header length, a JSON header mapping tensor names to
 dtype, shape and [begin, end) offsets into the data that follows, then the data. The header is
 untrusted: its size, each tensor's byte range (inside the data, matching its shape, not overlapping
-another) and its dtype are checked before any tensor is touched. Tensors are read through a
-read-only memory map, so a checkpoint never has to fit in memory.
+another) and its dtype are checked before any tensor is touched. Tensors (or runs of their rows) are
+read with positioned reads into memory that is freed once converted: a checkpoint never has to fit in
+memory, and unlike a memory map, pages already converted do not stay in the process's resident set.
 """
 
 from __future__ import annotations
 
 import json
-import mmap
 import os
 import struct
 from collections.abc import Iterator
@@ -153,7 +153,7 @@ class Checkpoint:
                 if name in self.tensors:
                     raise SafetensorsError(f"tensor {name!r} appears in more than one safetensors file")
                 self.tensors[name] = ref
-        self._maps: dict[Path, mmap.mmap] = {}
+        self._fds: dict[Path, int] = {}
 
     def _files(self) -> list[Path]:
         index = self.directory / INDEX_NAME
@@ -182,23 +182,43 @@ class Checkpoint:
     def read(self, name: str) -> np.ndarray:
         """The tensor as float32 (BF16 widened exactly, F16 converted exactly)."""
         ref = self.tensors[name]
-        view = self._map(ref.path)
-        raw = np.frombuffer(view, dtype=_DTYPES[ref.dtype][1], count=ref.n_elements, offset=ref.start)
+        rows = ref.shape[0] if ref.shape else 1
+        return self.read_rows(name, 0, rows)
+
+    def read_rows(self, name: str, start: int, stop: int) -> np.ndarray:
+        """Rows [start, stop) of the tensor (along its first axis) as float32."""
+        ref = self.tensors[name]
+        if not ref.shape:
+            return self._decode(ref, self._pread(ref.path, ref.start, ref.end - ref.start), ())
+        row_elements = int(np.prod(ref.shape[1:], dtype=np.int64))
+        width = row_elements * _DTYPES[ref.dtype][0]
+        data = self._pread(ref.path, ref.start + start * width, (stop - start) * width)
+        return self._decode(ref, data, (stop - start, *ref.shape[1:]))
+
+    @staticmethod
+    def _decode(ref: TensorRef, data: bytes, shape: tuple[int, ...]) -> np.ndarray:
+        raw = np.frombuffer(data, dtype=_DTYPES[ref.dtype][1])
         if ref.dtype == "BF16":
             # bf16 is the top half of a float32: shift the bits into place.
-            return (raw.astype(np.uint32) << 16).view(np.float32).reshape(ref.shape)
-        return raw.astype(np.float32).reshape(ref.shape)
+            return (raw.astype(np.uint32) << 16).view(np.float32).reshape(shape)
+        return raw.astype(np.float32).reshape(shape)
 
-    def _map(self, path: Path) -> mmap.mmap:
-        if path not in self._maps:
-            with open(path, "rb") as handle:
-                self._maps[path] = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
-        return self._maps[path]
+    def _pread(self, path: Path, offset: int, size: int) -> bytes:
+        if path not in self._fds:
+            self._fds[path] = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+        fd, chunks, done = self._fds[path], [], 0
+        while done < size:
+            chunk = os.pread(fd, size - done, offset + done)
+            if not chunk:
+                raise SafetensorsError(f"{path.name}: ends inside tensor data (file changed while reading?)")
+            chunks.append(chunk)
+            done += len(chunk)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     def close(self) -> None:
-        for view in self._maps.values():
-            view.close()
-        self._maps.clear()
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.tensors)

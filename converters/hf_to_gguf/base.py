@@ -252,6 +252,31 @@ def _encode(array: np.ndarray, qtype: gguf.GGMLQuantizationType) -> np.ndarray:
     return gguf.quants.quantize(np.ascontiguousarray(array, dtype=np.float32), qtype)
 
 
+class _RowBlocks:
+    """A tensor that GGUFWriter.write_tensor_data writes block by block of rows (it only asks for
+    `nbytes` and `tofile`): a 262144-row embedding never sits in memory whole, as float32 or encoded."""
+
+    BLOCK_ELEMENTS = 1 << 22  # 16 MiB of float32 per block
+
+    def __init__(self, checkpoint: Checkpoint, plan: TensorPlan, qtype: gguf.GGMLQuantizationType) -> None:
+        self.checkpoint, self.plan, self.qtype = checkpoint, plan, qtype
+        self.nbytes = _nbytes(plan.shape, qtype)
+
+    def tofile(self, handle: Any) -> None:
+        rows = self.plan.shape[0]
+        row_elements = int(np.prod(self.plan.shape[1:], dtype=np.int64))
+        step = max(1, self.BLOCK_ELEMENTS // max(row_elements, 1))
+        written = 0
+        for start in range(0, rows, step):
+            block = _encode(
+                self.checkpoint.read_rows(self.plan.source, start, min(start + step, rows)), self.qtype
+            )
+            block.tofile(handle)
+            written += block.nbytes
+        if written != self.nbytes:
+            raise ConvertError(f"internal: {self.plan.source} wrote {written} bytes, planned {self.nbytes}")
+
+
 def _nbytes(shape: tuple[int, ...], qtype: gguf.GGMLQuantizationType) -> int:
     return int(np.prod(gguf.quant_shape_to_byte_shape(shape, qtype), dtype=np.int64))
 
@@ -289,11 +314,14 @@ def write_gguf(
         writer.write_kv_data_to_file()
         writer.write_ti_data_to_file()
         for done, (plan, qtype) in enumerate(zip(plans, types, strict=True)):
-            array = (plan.transform or _identity)(family.checkpoint.read(plan.source))
-            if tuple(array.shape) != plan.shape:  # a transform must never change the planned layout
-                raise ConvertError(f"internal: {plan.source} became {array.shape}, planned {plan.shape}")
-            writer.write_tensor_data(_encode(array, qtype))
-            del array
+            if plan.transform is None and len(plan.shape) >= 2:
+                writer.write_tensor_data(_RowBlocks(family.checkpoint, plan, qtype))  # type: ignore[arg-type]
+            else:
+                array = (plan.transform or _identity)(family.checkpoint.read(plan.source))
+                if tuple(array.shape) != plan.shape:  # a transform must never change the planned layout
+                    raise ConvertError(f"internal: {plan.source} became {array.shape}, planned {plan.shape}")
+                writer.write_tensor_data(_encode(array, qtype))
+                del array
             if progress is not None:
                 progress(done + 1, len(plans))
     finally:
