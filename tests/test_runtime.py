@@ -209,3 +209,33 @@ def test_profile_settings_reach_llama_cpp(smol):
     assert facts["q8_0"].compute_buffer_bytes < facts["f16"].compute_buffer_bytes
     with pytest.raises(WorkerError, match="KV-cache type"):
         WorkerModel(smol.path, LoadOptions(n_ctx=256, kv_cache_type="q9"))
+
+
+def test_the_worker_sends_tokens_in_batches_and_flushes_before_other_events():
+    from ondevice.runtime.protocol import Finished, PromptReady, TokenBatch, TokenEvent
+    from ondevice.runtime.worker import _stream
+
+    class Pipe:
+        def __init__(self):
+            self.sent = []
+
+        def send(self, message):
+            self.sent.append(message)
+
+    ready, done = PromptReady("p", 1, 0), Finished("abc", (1, 2, 3), None, None)  # type: ignore[arg-type]
+    tokens = [TokenEvent(c, i, i / 1000) for i, c in enumerate("abc")]
+    pipe = Pipe()
+    _stream(pipe, [ready, *tokens, done])  # type: ignore[arg-type]
+    # The first token leaves at once; the next two come within the interval and travel together,
+    # flushed ahead of Finished.
+    assert pipe.sent == [ready, tokens[0], TokenBatch((tokens[1], tokens[2])), done]
+
+    def failing():
+        yield tokens[0]
+        yield tokens[1]
+        raise WorkerError("boom")
+
+    pipe = Pipe()
+    with pytest.raises(WorkerError):
+        _stream(pipe, failing())  # type: ignore[arg-type]
+    assert pipe.sent == [tokens[0], tokens[1]]  # made before the failure, still delivered

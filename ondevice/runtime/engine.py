@@ -36,6 +36,7 @@ from .protocol import (
     Reply,
     ResetRequest,
     ScoreRequest,
+    TokenBatch,
     TokenEvent,
     TokenizeRequest,
 )
@@ -227,6 +228,9 @@ class WorkerModel(Backend):
                 if isinstance(event, Failed):
                     self._busy = False
                     raise _failure(event)
+                if isinstance(event, TokenBatch):
+                    yield from event.events
+                    continue
                 if isinstance(event, Finished):
                     self._busy = False
                 yield event  # type: ignore[misc]

@@ -83,6 +83,13 @@ class TokenEvent:
 
 
 @dataclass(frozen=True)
+class TokenBatch:
+    """Token events the worker sends together; the engine hands them on one by one."""
+
+    events: tuple[TokenEvent, ...]
+
+
+@dataclass(frozen=True)
 class GenerationStats:
     prompt_tokens: int  # tokens in the rendered prompt
     prompt_tokens_evaluated: int  # those not already in the KV cache

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+import time
+from collections.abc import Iterable
 from multiprocessing.connection import Connection
 from multiprocessing.synchronize import Event
 
@@ -17,8 +19,15 @@ from .protocol import (
     Reply,
     ResetRequest,
     ScoreRequest,
+    TokenBatch,
+    TokenEvent,
     TokenizeRequest,
 )
+
+# Token events leave the worker at most this often: each message wakes the parent, and on a laptop
+# with few cores that wake-up takes CPU from the decode threads. The first token goes at once, and
+# every event keeps the time the worker measured, so the figures do not change.
+SEND_INTERVAL_S = 0.03
 
 
 def worker_main(conn: Connection, path: str, options: LoadOptions, cancel: Event, log_path: str) -> None:
@@ -43,6 +52,30 @@ def worker_main(conn: Connection, path: str, options: LoadOptions, cancel: Event
         session.close()
 
 
+def _stream(conn: Connection, events: Iterable[object]) -> None:
+    pending: list[TokenEvent] = []
+    last_sent = 0.0
+
+    def flush() -> None:
+        nonlocal last_sent
+        if pending:
+            conn.send(pending[0] if len(pending) == 1 else TokenBatch(tuple(pending)))
+            pending.clear()
+            last_sent = time.perf_counter()
+
+    try:
+        for event in events:
+            if isinstance(event, TokenEvent):
+                pending.append(event)
+                if time.perf_counter() - last_sent >= SEND_INTERVAL_S:
+                    flush()
+            else:
+                flush()
+                conn.send(event)
+    finally:  # tokens made before a failure still reach the parent, ahead of the error
+        flush()
+
+
 def _serve(conn: Connection, session, cancel: Event) -> None:
     while True:
         try:
@@ -53,8 +86,7 @@ def _serve(conn: Connection, session, cancel: Event) -> None:
             return
         try:
             if isinstance(message, GenerateRequest):
-                for event in session.generate(message, cancel.is_set):
-                    conn.send(event)
+                _stream(conn, session.generate(message, cancel.is_set))
             elif isinstance(message, TokenizeRequest):
                 conn.send(Reply(session.tokenize(message.text, message.add_special, message.parse_special)))
             elif isinstance(message, DetokenizeRequest):
