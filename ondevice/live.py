@@ -94,7 +94,7 @@ def stream_batched(
     request: GenerateRequest,
     live: LiveStats,
     emit: Callable[[str, PromptReady | None, Finished | None], None],
-    flush_seconds: float = 0.05,
+    flush_seconds: float = 0.1,
 ) -> None:
     """Run `request`, calling `emit(text, prompt, finished)` at most every `flush_seconds`.
 
