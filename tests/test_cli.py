@@ -14,29 +14,11 @@ from pathlib import Path
 
 import psutil
 import pytest
-from click.testing import CliRunner
+from cli_helpers import invoke, one_error_line
 from conftest import GEMMA, SMOL
 from gguf_samples import write_tiny_gguf
 
-from ondevice.cli import cli
 from ondevice.errors import GGUFError
-
-
-def invoke(*args: str, input: str | None = None):
-    return CliRunner().invoke(cli, list(args), input=input)
-
-
-def assert_one_line_error(result, *fragments: str) -> str:
-    """A user's mistake: non-zero exit, one 'Error:' line that says what is wrong, no traceback."""
-    assert result.exit_code != 0, result.output
-    assert "Traceback" not in result.output
-    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
-    assert len(errors) == 1, result.output
-    for fragment in fragments:
-        assert fragment in errors[0], errors[0]
-    assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit)
-    return errors[0]
-
 
 # -- models ----------------------------------------------------------------------------------
 
@@ -87,8 +69,8 @@ def test_pull_a_local_gguf_file(tmp_path):
     assert result.exit_code == 0, result.output
     info = json.loads(invoke("models", "info", "tiny", "--json").stdout)
     assert info["kind"] == "instruct" and info["source"] == str(source.resolve())
-    assert_one_line_error(invoke("models", "pull", "tiny"), "already in the store")
-    assert_one_line_error(invoke("models", "rm", "nothing-here"), "no model named")
+    one_error_line(invoke("models", "pull", "tiny"), "already in the store")
+    one_error_line(invoke("models", "rm", "nothing-here"), "no model named")
 
 
 # -- run, compare, chat ------------------------------------------------------------------------
@@ -164,51 +146,51 @@ def smol_head(smol, tmp_path) -> bytes:
 
 
 def test_missing_file(tmp_path):
-    assert_one_line_error(invoke("run", str(tmp_path / "nope.gguf"), "hi"), "nope.gguf", "no such file")
+    one_error_line(invoke("run", str(tmp_path / "nope.gguf"), "hi"), "nope.gguf", "no such file")
 
 
 def test_empty_file(tmp_path):
     (tmp_path / "empty.gguf").write_bytes(b"")
-    assert_one_line_error(invoke("run", str(tmp_path / "empty.gguf"), "hi"), "empty file")
+    one_error_line(invoke("run", str(tmp_path / "empty.gguf"), "hi"), "empty file")
 
 
 def test_text_file_named_gguf(tmp_path):
     (tmp_path / "notes.gguf").write_text("these are my notes, not a model\n" * 10)
-    assert_one_line_error(invoke("models", "info", str(tmp_path / "notes.gguf")), "not a GGUF file")
+    one_error_line(invoke("models", "info", str(tmp_path / "notes.gguf")), "not a GGUF file")
 
 
 def test_gguf_cut_off_mid_tensor_data(smol, tmp_path):
     cut = tmp_path / "cut.gguf"
     with open(smol.path, "rb") as src, open(cut, "wb") as dst:
         dst.write(src.read(smol.summary.file_size // 2))
-    assert_one_line_error(invoke("run", str(cut), "hi"), "cut.gguf", "past the end of the file")
+    one_error_line(invoke("run", str(cut), "hi"), "cut.gguf", "past the end of the file")
 
 
 def test_header_claiming_2_pow_63_tensors(smol_head, tmp_path):
     bad = tmp_path / "many.gguf"
     bad.write_bytes(smol_head[:8] + struct.pack("<Q", 2**63) + smol_head[16:])
-    assert_one_line_error(invoke("run", str(bad), "hi"), "9223372036854775808 tensors")
+    one_error_line(invoke("run", str(bad), "hi"), "9223372036854775808 tensors")
 
 
 def test_header_with_a_2_pow_62_byte_string(smol_head, tmp_path):
     bad = tmp_path / "string.gguf"
     # The first metadata key's length sits right after magic, version and the two counts.
     bad.write_bytes(smol_head[:24] + struct.pack("<Q", 2**62) + smol_head[32:])
-    assert_one_line_error(invoke("models", "info", str(bad)), "string.gguf")
+    one_error_line(invoke("models", "info", str(bad)), "string.gguf")
 
 
 def test_unknown_reference():
-    line = assert_one_line_error(invoke("run", "smolm2-135m-instruct", "hi"), "unknown model reference")
+    line = one_error_line(invoke("run", "smolm2-135m-instruct", "hi"), "unknown model reference")
     assert "bundled:smollm2-135m-instruct" in line
 
 
 def test_unknown_bundled_name():
-    assert_one_line_error(invoke("models", "info", "bundled:llama-70b"), "no bundled model named")
+    one_error_line(invoke("models", "info", "bundled:llama-70b"), "no bundled model named")
 
 
 def test_prompt_longer_than_the_context(models_home):
     result = invoke("run", SMOL, "word " * 600, "--ctx", "256")
-    assert_one_line_error(result, "context holds 256")
+    one_error_line(result, "context holds 256")
 
 
 def test_empty_prompt(models_home):

@@ -12,11 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
+from cli_helpers import invoke, one_error_line
 
 from converters.hf_to_gguf import FAMILIES, ConvertError, convert, convert_directory
 from converters.safetensors_reader import SafetensorsError, SafetensorsFile, safe_child
-from ondevice.cli import cli
 from ondevice.store import Store
 
 CONFIG = {
@@ -85,30 +84,25 @@ def checkpoint(directory: Path, config=CONFIG, tensors=None) -> Path:
     return directory
 
 
-def one_error_line(*args: str) -> str:
-    result = CliRunner().invoke(cli, list(args))
-    assert result.exit_code != 0, result.output
-    assert "Traceback" not in result.output
-    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
-    assert len(errors) == 1, result.output
-    return errors[0]
+def refused(*args: str) -> str:
+    return one_error_line(invoke(*args))
 
 
 def test_no_config_json(tmp_path):
     (tmp_path / "model.safetensors").write_bytes(b"")
-    assert "has no config.json" in one_error_line("convert", str(tmp_path))
+    assert "has no config.json" in refused("convert", str(tmp_path))
 
 
 def test_only_pickled_weights(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(CONFIG))
     (tmp_path / "pytorch_model.bin").write_bytes(b"\x80\x04not really")
-    line = one_error_line("convert", str(tmp_path))
+    line = refused("convert", str(tmp_path))
     assert "only has pickled weights (pytorch_model.bin)" in line
 
 
 def test_unknown_model_type_lists_the_supported(tmp_path):
     checkpoint(tmp_path, dict(CONFIG, model_type="mamba"))
-    line = one_error_line("convert", str(tmp_path))
+    line = refused("convert", str(tmp_path))
     assert "model_type 'mamba' is not supported" in line
     for model_type in FAMILIES:
         assert model_type in line
@@ -126,7 +120,7 @@ def test_unknown_model_type_lists_the_supported(tmp_path):
 def test_lying_safetensors_headers_are_refused(tmp_path, patch, message):
     write_safetensors(tmp_path / "model.safetensors", llama_tensors(), patch)
     (tmp_path / "config.json").write_text(json.dumps(CONFIG))
-    assert message in one_error_line("convert", str(tmp_path))
+    assert message in refused("convert", str(tmp_path))
 
 
 def test_oversized_or_truncated_header_is_refused(tmp_path):
@@ -146,7 +140,7 @@ def test_a_tensor_with_the_wrong_shape(tmp_path):
     tensors = llama_tensors()
     tensors["model.layers.0.mlp.up_proj.weight"] = np.zeros((60, 32), np.float32)
     checkpoint(tmp_path, tensors=tensors)
-    line = one_error_line("convert", str(tmp_path))
+    line = refused("convert", str(tmp_path))
     assert "'model.layers.0.mlp.up_proj.weight' has shape [60, 32]; config.json implies [64, 32]" in line
 
 
@@ -154,7 +148,7 @@ def test_shard_names_escaping_the_directory(tmp_path):
     checkpoint(tmp_path / "ckpt")
     index = {"weight_map": {"model.norm.weight": "../outside.safetensors"}}
     (tmp_path / "ckpt" / "model.safetensors.index.json").write_text(json.dumps(index))
-    assert "would escape" in one_error_line("convert", str(tmp_path / "ckpt"))
+    assert "would escape" in refused("convert", str(tmp_path / "ckpt"))
     for bad in ("/etc/passwd", "a/../../b", "..", ""):
         with pytest.raises(SafetensorsError):
             safe_child(tmp_path, bad)
@@ -201,8 +195,8 @@ def test_a_conversion_killed_mid_write_leaves_nothing_at_the_final_path(tmp_path
 def test_missing_or_unfaithful_tokenizers_are_refused_before_writing(tmp_path, isolated_home):
     directory = checkpoint(tmp_path / "ckpt")
     (directory / "tokenizer.json").unlink()
-    assert "has no tokenizer.json" in one_error_line("convert", str(directory))
+    assert "has no tokenizer.json" in refused("convert", str(directory))
     odd = dict(TOKENIZER, pre_tokenizer={"type": "Whitespace"})
     (directory / "tokenizer.json").write_text(json.dumps(odd))
-    assert "unknown pre-tokenizer" in one_error_line("convert", str(directory))
+    assert "unknown pre-tokenizer" in refused("convert", str(directory))
     assert Store().entries() == []

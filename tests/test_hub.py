@@ -10,13 +10,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from cli_helpers import invoke, one_error_line
 from hub_repo import checkpoint_files
 from hub_server import FakeHub
 
 from converters.hub import HubError, check_file_name, parse_hub_ref, plan_files
 from converters.pipeline import PullError, find_pair, pull_pair
-from ondevice.cli import cli
 from ondevice.gguf_file import read_gguf
 from ondevice.kinds import Kind
 from ondevice.store import Manifest, Store, sha256_file
@@ -69,18 +68,6 @@ def go_offline(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-
-
-def invoke(*args: str):
-    return CliRunner().invoke(cli, list(args))
-
-
-def one_error_line(result) -> str:
-    assert result.exit_code != 0, result.output
-    assert "Traceback" not in result.output
-    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
-    assert len(errors) == 1, result.output
-    return errors[0]
 
 
 def weight_downloads(server: FakeHub) -> list[str]:

@@ -11,12 +11,11 @@ import time
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from cli_helpers import invoke, one_error_line
 from conftest import SMOL
 from gguf_samples import write_tiny_gguf
 
 from converters.quantize import QuantizeError, is_quantized, parse_levels, quantize, quantize_file
-from ondevice.cli import cli
 from ondevice.gguf_file import read_gguf
 from ondevice.kinds import Kind
 from ondevice.prompting import Message
@@ -25,18 +24,6 @@ from ondevice.runtime.protocol import GenerationParams, LoadOptions
 from ondevice.store import Store, sha256_file
 
 pytestmark = pytest.mark.models
-
-
-def invoke(*args: str):
-    return CliRunner().invoke(cli, list(args))
-
-
-def one_error_line(result) -> str:
-    assert result.exit_code != 0, result.output
-    assert "Traceback" not in result.output
-    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
-    assert len(errors) == 1, result.output
-    return errors[0]
 
 
 def test_levels_parse_in_any_case_and_unknown_ones_list_the_known():
