@@ -6,17 +6,16 @@ ours). Without llama-perplexity on PATH it says so and exits 0.
 
     python benchmarks/eval_vs_llama_perplexity.py [MODEL --reference REF] [--ctx 512] [--chunks 8]
 
-Without MODEL, SmolLM2's bundled file is requantized to Q8_0 (the reference) and Q2_K (the model).
+Without MODEL, SmolLM2's bundled file is dequantized to F16 (the reference) and quantized from that to
+Q4_K_M (the model).
 """
 
 from __future__ import annotations
 
 import argparse
-import ctypes
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -32,14 +31,16 @@ PATTERNS = {
 }
 
 
-def requantize(source: Path, out: Path, ftype: int) -> Path:
-    import llama_cpp
+def default_pair(work: Path):
+    """SmolLM2's bundled file dequantized to F16 (the reference) and a Q4_K_M made from that F16."""
+    from converters.dequantize import convert_gguf
+    from converters.quantize import quantize
+    from ondevice.store import Store
 
-    params = llama_cpp.llama_model_quantize_default_params()
-    params.ftype, params.allow_requantize = ftype, True
-    if llama_cpp.llama_model_quantize(str(source).encode(), str(out).encode(), ctypes.byref(params)) != 0:
-        sys.exit(f"quantizing {source} failed")
-    return out
+    store = Store(work / "store")
+    f16 = convert_gguf("bundled:smollm2-135m-instruct", "f16", name="smol", store=store)
+    (q4,) = quantize(str(f16.path), "q4_k_m", name="smol", store=store)
+    return resolve(str(q4.path)), resolve(str(f16.path))
 
 
 def llama_perplexity(exe: str, args: list[str]) -> tuple[str, float]:
@@ -69,9 +70,7 @@ def main() -> None:
         if args.model:
             model, reference = resolve(args.model), resolve(args.reference or args.model)
         else:
-            source = resolve("bundled:smollm2-135m-instruct").path
-            reference = resolve(str(requantize(source, work / "ref-q8_0.gguf", 7)))
-            model = resolve(str(requantize(source, work / "model-q2_k.gguf", 10)))
+            model, reference = default_pair(work)
         text, source_name = load_text()
         text_file = work / "text.txt"
         text_file.write_text(text, encoding="utf-8")
