@@ -11,6 +11,7 @@ from gguf_samples import write_tiny_gguf
 from textual.widgets import DataTable, Input, Label, OptionList, ProgressBar, Select, SelectionList
 from textual_plotext import PlotextPlot
 
+from ondevice.hardware import Hardware
 from ondevice.kinds import Kind
 from ondevice.live import ModelSpec
 from ondevice.measure import MeasureError, Progress
@@ -294,6 +295,36 @@ async def test_settings_that_do_not_parse_start_nothing(tiny_models):
         assert any("reps must be a whole number ≥ 1" in m for m in messages)
         assert any("kld and top1 compare with a reference: pick one" in m for m in messages)
         assert any("pick at least one model" in m for m in messages)
+        assert list_runs() == []
+
+
+async def test_a_model_that_will_not_fit_is_refused_with_the_numbers(tiny_models):
+    full = Hardware(
+        os="Linux",
+        os_version="test",
+        machine="x86_64",
+        cpu_model="tiny",
+        physical_cores=2,
+        logical_cores=2,
+        total_ram_bytes=1 << 30,
+        available_ram_bytes=64 << 20,  # the compare's models took the rest
+    )
+    opened = []
+    measurer = Measurer(
+        LoadOptions(n_ctx=512),
+        resolve_ref=tiny_models.__getitem__,
+        open_model=lambda model, options: opened.append(model) or FakeBenchWorker(model),
+        machine=lambda: full,
+    )
+    app = bench_app(tiny_models, measurer=measurer)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_bench(app, pilot)
+        small_settings(screen)
+        await pilot.press("f6")
+        await settle(app, pilot)
+        assert screen.running is None and opened == []
+        messages = [n.message for n in app._notifications]
+        assert any("will not fit" in m and "available after" in m for m in messages), messages
         assert list_runs() == []
 
 

@@ -37,12 +37,15 @@ from textual.widgets.selection_list import Selection
 from textual_plotext import PlotextPlot
 
 from ..errors import OndeviceError
+from ..hardware import Hardware, detect_hardware
+from ..hardware_profiles import choose_profile, load_hardware_profile
 from ..measure import MeasureError, Progress
 from ..measure.bench import BenchSettings, OpenModel, ProgressFn, open_worker, run_bench
 from ..measure.evaluate import EvalSettings, evaluate
 from ..measure.quality import METRICS
 from ..measure.results import BenchRun, EvalRun
 from ..measure.runs import SavedRun, list_runs, load_run, save_run
+from ..preflight import InsufficientMemoryError, check_memory, estimate_for_model
 from ..refs import ResolvedModel, resolve
 from ..runtime.protocol import LoadOptions
 from ..units import format_bytes
@@ -54,11 +57,11 @@ Measure = Callable[[ProgressFn, threading.Event], Run]  # one run, as the screen
 
 
 class Measurer:
-    """How the bench screen reaches the measurement library: references are resolved, then
-    `run_bench` or `evaluate` runs on them, as `ondevice bench` and `ondevice eval` do (without
-    their memory pre-flight: the models are the ones the compare screen has already loaded).
+    """How the bench screen reaches the measurement library: references are resolved, each model is
+    checked against the memory free now (the compare's models stay loaded, and a measurement loads
+    its own copy without mmap), then `run_bench` or `evaluate` runs on them, as the CLI does.
 
-    Tests replace `resolve_ref` and `open_model` (or subclass) to measure fake models.
+    Tests replace `resolve_ref`, `open_model` and `machine` (or subclass) to measure fake models.
     """
 
     def __init__(
@@ -66,11 +69,26 @@ class Measurer:
         options: LoadOptions | None = None,
         resolve_ref: Callable[[str], ResolvedModel] = resolve,
         open_model: OpenModel = open_worker,
+        machine: Callable[[], Hardware] = detect_hardware,
     ) -> None:
         # Measurements load without mmap, so the worker's peak RSS counts the weights.
         self.options = replace(options or LoadOptions(), use_mmap=False)
         self.resolve_ref = resolve_ref
         self.open_model = open_model
+        self.machine = machine
+
+    def preflight(self, models: Sequence[ResolvedModel], options: LoadOptions) -> None:
+        """Refuse, with the numbers, a model that will not fit next to what is loaded (one at a time)."""
+        hw = self.machine()
+        headroom = load_hardware_profile(choose_profile(hw).profile).headroom_bytes
+        for model in models:
+            check = check_memory(estimate_for_model(model.summary, options, hw), hw, headroom)
+            if not check.fits:
+                raise InsufficientMemoryError(
+                    f"{model.display_name} at {check.estimate.n_ctx} tokens of context will not fit next to "
+                    f"the loaded models: {check.summary()} ({check.estimate.breakdown()}); measure fewer "
+                    "models, lower ctx, or drop models from the compare (F4)"
+                )
 
     def bench(
         self,
@@ -80,6 +98,7 @@ class Measurer:
         cancel: threading.Event | None = None,
     ) -> BenchRun:
         models = [self.resolve_ref(ref) for ref in refs]
+        self.preflight(models, settings.options)
         return run_bench(models, settings, on_progress, cancel, self.open_model)
 
     def evaluate(
@@ -91,9 +110,11 @@ class Measurer:
         cancel: threading.Event | None = None,
     ) -> EvalRun:
         models = [self.resolve_ref(ref) for ref in refs]
-        return evaluate(
-            models, self.resolve_ref(reference) if reference else None, settings, on_progress, cancel
+        ref_model = self.resolve_ref(reference) if reference else None
+        self.preflight(
+            [*models, *([ref_model] if ref_model else [])], replace(settings.options, n_ctx=settings.n_ctx)
         )
+        return evaluate(models, ref_model, settings, on_progress, cancel)
 
 
 def bench_settings(options: LoadOptions, n_prompt: int, n_gen: int, repetitions: int) -> BenchSettings:
