@@ -18,7 +18,7 @@ from ondevice.kinds import Kind
 from ondevice.model_pairs import ModelPair, load_model_pair, model_pairs
 from ondevice.profile_files import list_profiles
 from ondevice.refs import pull_bundled
-from ondevice.store import Manifest, Store
+from ondevice.store import Manifest, Store, StoreEntry
 
 from .hf_to_gguf import OutType, convert
 from .hub import parse_hub_ref
@@ -210,13 +210,28 @@ def pull_pair(
             label = f"{name} -> {p.level} ({p.index + 1}/{p.count})"
             emit(PullEvent(Stage.QUANTIZE, role, label, p.written, max(p.estimated, p.written)))
 
-        for quantized in quantize(
-            converted.ref, [lv.name for lv in ladder], store=store, progress=bytes_written
-        ):
-            entry = store.find(*quantized.ref.split(":", 1))
-            result.files.append(_pulled(role, entry.manifest, entry.path))
-            result.notes += [f"{quantized.ref}: {line}" for line in quantized.notes]
+        source_sha = entry.manifest.sha256
+        made = [_quantized_before(store, targets[role], level.name, source_sha) for level in ladder]
+        todo = [level.name for level, done in zip(ladder, made, strict=True) if done is None]
+        fresh = iter(quantize(converted.ref, todo, store=store, progress=bytes_written) if todo else [])
+        for done in made:
+            if done is None:
+                quantized = next(fresh)
+                done = store.find(*quantized.ref.split(":", 1))
+                result.notes += [f"{quantized.ref}: {line}" for line in quantized.notes]
+            else:
+                say(f"{role}: {done.manifest.ref} is already made from this {outtype.name}")
+            result.files.append(_pulled(role, done.manifest, done.path))
     return result
+
+
+def _quantized_before(store: Store, name: str, level: str, source_sha256: str) -> StoreEntry | None:
+    """The store's NAME:LEVEL when it was quantized from the very same source file."""
+    try:
+        entry = store.find(name, level)
+    except OndeviceError:
+        return None
+    return entry if entry.manifest.extra.get("source_sha256") == source_sha256 else None
 
 
 def _pulled(role: str, manifest: Manifest, path: Path) -> PulledFile:

@@ -333,6 +333,13 @@ def test_pull_a_family_downloads_converts_and_quantizes_both(hub, isolated_home)
         assert "tiny-pair" in manifest.kind_reason or manifest.source.startswith("quantize:")
     assert files[1]["bits_per_weight"] == pytest.approx(8.5, abs=0.2)
 
+    # Pulling again converts and quantizes nothing: the store already holds this commit's files.
+    written = {f["path"]: Path(f["path"]).stat().st_mtime_ns for f in files}
+    again = invoke("models", "pull", "tiny-pair", "--levels", "q8_0", "--json")
+    assert again.exit_code == 0, again.output
+    assert [f["path"] for f in json.loads(again.stdout)["files"]] == list(written)
+    assert {p: Path(p).stat().st_mtime_ns for p in written} == written
+
     # Text output prints every path written; --only takes one of the two.
     text = invoke("models", "pull", "tiny", "--only", "instruct", "--levels", "q8_0,q4_0")
     assert text.exit_code == 0, text.output

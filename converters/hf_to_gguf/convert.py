@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ondevice.atomic import atomic_path, check_free_space
+from ondevice.errors import OndeviceError
 from ondevice.gguf_file import GGUFSummary, read_gguf
 from ondevice.kinds import Kind
 from ondevice.store import Manifest, Store, check_name, describe, sha256_file
@@ -103,6 +104,27 @@ def _store_name(directory: Path) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", directory.name).strip("-.") or "model"
 
 
+def _converted_before(store: Store, name: str, outtype: OutType, commit: str) -> ConvertResult | None:
+    """The store's NAME:OUTTYPE when it was converted from this very commit."""
+    try:
+        entry = store.find(name, outtype.name)
+    except OndeviceError:
+        return None
+    manifest = entry.manifest
+    if manifest.revision != commit or manifest.extra.get("outtype") != outtype.value:
+        return None
+    return ConvertResult(
+        ref=manifest.ref,
+        path=entry.path,
+        outtype=outtype.value,
+        architecture=manifest.architecture or "",
+        size_bytes=manifest.size_bytes,
+        bits_per_weight=manifest.bits_per_weight,
+        seconds=0.0,
+        notes=[f"already in the store, converted from {commit[:12]}"],
+    )
+
+
 def _is_model_ref(source: str | Path) -> bool:
     """A GGUF model (a .gguf file, bundled:NAME) rather than a checkpoint directory or an hf: repo."""
     text = str(source).strip()
@@ -154,6 +176,11 @@ def convert(
                     )
 
             snapshot = hub.download(ref, check=supported, notify=notify)
+            done = _converted_before(store, target, outtype, snapshot.commit)
+            if done is not None:  # the converter is deterministic: the same commit gives the same file
+                if notify is not None:
+                    notify(f"{done.ref} is already converted from {ref.repo_id}@{snapshot.commit[:12]}")
+                return done
             directory = stack.enter_context(hub.checkpoint_view(snapshot))
             revision = snapshot.commit
             label = snapshot.source
