@@ -184,7 +184,8 @@ def convert(
             directory = stack.enter_context(hub.checkpoint_view(snapshot))
             revision = snapshot.commit
             label = snapshot.source
-            display = Path(ref.name)
+            # The config's _name_or_path is often the uploader's local path; the repo id says what it is.
+            display: Path | str = ref.repo_id
             extra = {"repo": ref.repo_id, "requested_revision": ref.revision}
         else:
             directory = Path(source).expanduser()
@@ -193,7 +194,7 @@ def convert(
             target = None
         family = family_for(directory)
         target = target or check_name(name or _store_name(directory))
-        general_name = _general_name(display, family.config)
+        general_name = display if isinstance(display, str) else _general_name(display, family.config)
         quant = outtype.name
         started = time.monotonic()
         digest = ""
