@@ -10,7 +10,16 @@ from typing import Any
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from .. import hardware
 from ..hardware import Hardware
@@ -228,3 +237,49 @@ def describe_model(model: ResolvedModel) -> str:
 def note(text: str) -> None:
     """A status line on stderr, kept out of the answer on stdout (never wrapped: scripts read it)."""
     click.echo(click.style(text, dim=True), err=True)
+
+
+class StepBar:
+    """A transient progress bar on stderr that opens on the first update and closes on `pause()`.
+
+    huggingface_hub draws its own download bars on stderr; this bar is closed while they run, so the
+    two never draw over each other.
+    """
+
+    def __init__(self) -> None:
+        self._progress: Progress | None = None
+        self._task: TaskID | None = None
+
+    def update(self, description: str, done: int, total: int | None) -> None:
+        if self._progress is None:
+            self._progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=err_console,
+                transient=True,
+            )
+            self._progress.start()
+            self._task = self._progress.add_task(description, total=total)
+        assert self._task is not None
+        self._progress.update(self._task, description=description, completed=done, total=total)
+
+    def pause(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+            self._task = None
+
+    def note(self, text: str) -> None:
+        self.pause()
+        note(text)
+
+
+@contextlib.contextmanager
+def step_bar() -> Iterator[StepBar]:
+    bar = StepBar()
+    try:
+        yield bar
+    finally:
+        bar.pause()

@@ -2,64 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-
 import click
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from converters.hf_to_gguf import OutType
 from converters.hf_to_gguf import convert as convert_checkpoint
 
 from ..store import Manifest
 from ..units import format_bytes
-from .common import err_console, note, print_json
-
-
-class StepBar:
-    """A transient progress bar on stderr that opens on the first update and closes on `pause()`.
-
-    huggingface_hub draws its own download bars on stderr; this bar is closed while they run, so the
-    two never draw over each other.
-    """
-
-    def __init__(self) -> None:
-        self._progress: Progress | None = None
-        self._task: TaskID | None = None
-
-    def update(self, description: str, done: int, total: int | None) -> None:
-        if self._progress is None:
-            self._progress = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                console=err_console,
-                transient=True,
-            )
-            self._progress.start()
-            self._task = self._progress.add_task(description, total=total)
-        assert self._task is not None
-        self._progress.update(self._task, description=description, completed=done, total=total)
-
-    def pause(self) -> None:
-        if self._progress is not None:
-            self._progress.stop()
-            self._progress = None
-            self._task = None
-
-    def note(self, text: str) -> None:
-        self.pause()
-        note(text)
-
-
-@contextlib.contextmanager
-def step_bar() -> Iterator[StepBar]:
-    bar = StepBar()
-    try:
-        yield bar
-    finally:
-        bar.pause()
+from .common import note, print_json, step_bar
 
 
 @click.command()

@@ -6,10 +6,9 @@ import contextlib
 from collections.abc import Callable, Iterator
 
 import click
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..measure import Progress as Step
-from .common import err_console, load_options
+from .common import load_options, step_bar
 
 
 def load_options_without(*names: str) -> Callable[[Callable], Callable]:
@@ -44,19 +43,5 @@ def step_progress(enabled: bool = True) -> Iterator[Callable[[Step], None]]:
     if not enabled:
         yield lambda step: None
         return
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err_console,
-        transient=True,
-    ) as progress:
-        task = progress.add_task("starting", total=None)
-
-        def update(step: Step) -> None:
-            progress.update(
-                task, description=f"{step.task}: {step.step}", completed=step.done, total=step.total
-            )
-
-        yield update
+    with step_bar() as bar:
+        yield lambda step: bar.update(f"{step.task}: {step.step}", step.done, step.total)

@@ -204,8 +204,7 @@ def _pull_family(
     # Imported here: the converters (and huggingface_hub) are only needed when a family is pulled.
     from converters.pipeline import PullEvent, Stage, pull_pair
 
-    from .common import note
-    from .convert import step_bar
+    from .common import note, step_bar
 
     with step_bar() as bar:
 
