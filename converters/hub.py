@@ -19,7 +19,6 @@ import importlib
 import json
 import os
 import re
-import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +37,6 @@ __all__ = [
     "Snapshot",
     "check_config",
     "check_file_name",
-    "checkpoint_view",
     "download",
     "parse_hub_ref",
     "plan_files",
@@ -433,36 +431,6 @@ def download(
     files = tuple(n for n in (*plan.config_files, *([plan.index] if plan.index else []), *weights))
     _require_files(ref, directory, files, offline=False)
     return Snapshot(ref, commit, directory, files, from_cache=False, download_bytes=needed)
-
-
-@contextlib.contextmanager
-def checkpoint_view(snapshot: Snapshot) -> Iterator[Path]:
-    """A directory holding exactly the snapshot's files to convert, for the checkpoint reader.
-
-    The cache keeps a snapshot's files as symlinks into the repo's blobs/ folder, and the reader refuses
-    index shards that resolve outside the checkpoint directory. So the view links the files whose names
-    were checked, leaves the index out (the reader then reads every shard in the view, which are exactly
-    the ones the index names) and is removed afterwards. Where symlinks cannot be made, the snapshot is
-    used as it is (the cache then holds plain copies).
-    """
-    storage = snapshot.directory.parent.parent.resolve()
-    for name in snapshot.files:
-        target = (snapshot.directory / name).resolve()
-        if not target.is_relative_to(storage):
-            raise HubError(
-                f"{snapshot.ref.repo_id}: cached {name} points outside its cache folder ({target})"
-            )
-    with tempfile.TemporaryDirectory(prefix="ondevice-hub-") as tmp:
-        view = Path(tmp) / snapshot.ref.name
-        view.mkdir()
-        try:
-            for name in snapshot.files:
-                if name != INDEX_NAME:
-                    os.symlink((snapshot.directory / name).resolve(), view / name)
-        except OSError:
-            yield snapshot.directory
-            return
-        yield view
 
 
 def _require_files(ref: HubRef, directory: Path, files: Iterable[str], *, offline: bool) -> None:

@@ -144,8 +144,9 @@ class SafetensorsFile:
 class Checkpoint:
     """The safetensors weights of a checkpoint directory: one file, several, or shards with an index."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, root: Path | None = None) -> None:
         self.directory = directory
+        self.root = root  # where links may lead (see safe_child); default: the directory itself
         self.files = self._files()
         self.tensors: dict[str, TensorRef] = {}
         for file in self.files:
@@ -165,7 +166,7 @@ class Checkpoint:
             if not isinstance(weight_map, dict):
                 raise SafetensorsError(f"{INDEX_NAME}: weight_map is not an object")
             names = sorted(set(weight_map.values()))
-            files = [safe_child(self.directory, str(n)) for n in names]
+            files = [safe_child(self.directory, str(n), self.root) for n in names]
             missing = [f.name for f in files if not f.is_file()]
             if missing:
                 raise SafetensorsError(f"{INDEX_NAME} names shards that are missing: {', '.join(missing)}")
@@ -224,12 +225,13 @@ class Checkpoint:
         return iter(self.tensors)
 
 
-def safe_child(directory: Path, name: str) -> Path:
-    """`directory/name`, refusing names that would land outside `directory` (absolute, `..`, links)."""
+def safe_child(directory: Path, name: str, root: Path | None = None) -> Path:
+    """`directory/name`, refusing names that would land outside `directory` (absolute, `..`), or whose
+    links lead outside `root` (default: `directory`; the Hugging Face cache links a snapshot's files
+    into the repo's blobs/ folder, so there `root` is the repo's cache folder)."""
     if not name or os.path.isabs(name) or "\\" in name or any(part in ("..", "") for part in name.split("/")):
         raise SafetensorsError(f"refusing file name {name!r}: it would escape {directory}")
     candidate = directory / name
-    root = directory.resolve()
-    if not candidate.resolve().is_relative_to(root):
-        raise SafetensorsError(f"refusing file name {name!r}: it resolves outside {directory}")
+    if not candidate.resolve().is_relative_to((root or directory).resolve()):
+        raise SafetensorsError(f"refusing file name {name!r}: it resolves outside {root or directory}")
     return candidate

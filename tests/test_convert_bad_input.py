@@ -200,3 +200,23 @@ def test_missing_or_unfaithful_tokenizers_are_refused_before_writing(tmp_path, i
     (directory / "tokenizer.json").write_text(json.dumps(odd))
     assert "unknown pre-tokenizer" in refused("convert", str(directory))
     assert Store().entries() == []
+
+
+def test_links_may_lead_only_inside_the_given_root(tmp_path):
+    """A Hub snapshot links its files into the repo's blobs/: allowed there, refused anywhere else."""
+    from converters.safetensors_reader import SafetensorsError, safe_child
+
+    repo = tmp_path / "models--org--tiny"
+    (repo / "blobs").mkdir(parents=True)
+    (repo / "blobs" / "abc").write_bytes(b"x")
+    snapshot = repo / "snapshots" / "0123"
+    snapshot.mkdir(parents=True)
+    (snapshot / "model.safetensors").symlink_to(repo / "blobs" / "abc")
+    outside = tmp_path / "elsewhere"
+    outside.write_bytes(b"x")
+    (snapshot / "evil.safetensors").symlink_to(outside)
+    assert safe_child(snapshot, "model.safetensors", root=repo) == snapshot / "model.safetensors"
+    with pytest.raises(SafetensorsError, match="resolves outside"):
+        safe_child(snapshot, "model.safetensors")  # without the root, the blob is outside
+    with pytest.raises(SafetensorsError, match="resolves outside"):
+        safe_child(snapshot, "evil.safetensors", root=repo)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import re
 import time
 from collections.abc import Callable
@@ -53,8 +52,10 @@ class ConvertResult:
         }
 
 
-def family_for(directory: Path) -> Family:
-    """The family that reads the checkpoint in `directory`, with its weights opened and checked."""
+def family_for(directory: Path, root: Path | None = None) -> Family:
+    """The family that reads the checkpoint in `directory`, with its weights opened and checked.
+
+    `root`: where the directory's links may lead (a Hub snapshot's point into its repo's cache)."""
     if not directory.is_dir():
         raise ConvertError(f"{directory} is not a directory")
     config = read_config(directory)
@@ -74,7 +75,7 @@ def family_for(directory: Path) -> Family:
                 f"{directory} only has pickled weights ({', '.join(pickled[:3])}); "
                 "they can run code when loaded, so only .safetensors are converted"
             )
-    family = cls(directory, config, Checkpoint(directory))
+    family = cls(directory, config, Checkpoint(directory, root))
     family.plan()  # names and shapes, and the tokenizer, are checked before any output is opened
     _ = family.vocab
     return family
@@ -158,72 +159,71 @@ def convert(
         from ..dequantize import convert_gguf
 
         return convert_gguf(str(source), outtype, name=name, store=store, progress=progress)
-    with contextlib.ExitStack() as stack:
-        revision = None
-        extra: dict[str, object] = {}
-        if isinstance(source, str) and source.strip().startswith("hf:"):
-            from .. import hub  # here: huggingface_hub is only needed for Hub sources
+    revision = None
+    extra: dict[str, object] = {}
+    if isinstance(source, str) and source.strip().startswith("hf:"):
+        from .. import hub  # here: huggingface_hub is only needed for Hub sources
 
-            ref = hub.parse_hub_ref(source)
-            target = check_name(name or _store_name(Path(ref.name)))  # a bad name fails before the download
+        ref = hub.parse_hub_ref(source)
+        target = check_name(name or _store_name(Path(ref.name)))  # a bad name fails before the download
 
-            def supported(config: dict) -> None:
-                model_type = config.get("model_type")
-                if not isinstance(model_type, str) or model_type not in FAMILIES:
-                    raise ConvertError(
-                        f"{ref.repo_id}: model_type {model_type!r} is not supported; "
-                        f"supported: {', '.join(sorted(FAMILIES))}"
-                    )
+        def supported(config: dict) -> None:
+            model_type = config.get("model_type")
+            if not isinstance(model_type, str) or model_type not in FAMILIES:
+                raise ConvertError(
+                    f"{ref.repo_id}: model_type {model_type!r} is not supported; "
+                    f"supported: {', '.join(sorted(FAMILIES))}"
+                )
 
-            snapshot = hub.download(ref, check=supported, notify=notify)
-            done = _converted_before(store, target, outtype, snapshot.commit)
-            if done is not None:  # the converter is deterministic: the same commit gives the same file
-                if notify is not None:
-                    notify(f"{done.ref} is already converted from {ref.repo_id}@{snapshot.commit[:12]}")
-                return done
-            directory = stack.enter_context(hub.checkpoint_view(snapshot))
-            revision = snapshot.commit
-            label = snapshot.source
-            # The config's _name_or_path is often the uploader's local path; the repo id says what it is.
-            display: Path | str = ref.repo_id
-            extra = {"repo": ref.repo_id, "requested_revision": ref.revision}
-        else:
-            directory = Path(source).expanduser()
-            label = str(directory.resolve()) if directory.exists() else str(directory)
-            display = directory
-            target = None
-        family = family_for(directory)
-        target = target or check_name(name or _store_name(directory))
-        general_name = display if isinstance(display, str) else _general_name(display, family.config)
-        quant = outtype.name
-        started = time.monotonic()
-        digest = ""
+        snapshot = hub.download(ref, check=supported, notify=notify)
+        done = _converted_before(store, target, outtype, snapshot.commit)
+        if done is not None:  # the converter is deterministic: the same commit gives the same file
+            if notify is not None:
+                notify(f"{done.ref} is already converted from {ref.repo_id}@{snapshot.commit[:12]}")
+            return done
+        directory, root = snapshot.directory, snapshot.directory.parent.parent
+        revision = snapshot.commit
+        label = snapshot.source
+        # The config's _name_or_path is often the uploader's local path; the repo id says what it is.
+        display: Path | str = ref.repo_id
+        extra = {"repo": ref.repo_id, "requested_revision": ref.revision}
+    else:
+        directory = Path(source).expanduser()
+        label = str(directory.resolve()) if directory.exists() else str(directory)
+        display = directory
+        target, root = None, None
+    family = family_for(directory, root)
+    target = target or check_name(name or _store_name(directory))
+    general_name = display if isinstance(display, str) else _general_name(display, family.config)
+    quant = outtype.name
+    started = time.monotonic()
+    digest = ""
 
-        def write(partial: Path) -> None:
-            nonlocal digest
-            write_gguf(family, partial, outtype, {"general.name": general_name}, progress)
-            digest = sha256_file(partial)
+    def write(partial: Path) -> None:
+        nonlocal digest
+        write_gguf(family, partial, outtype, {"general.name": general_name}, progress)
+        digest = sha256_file(partial)
 
-        def manifest_for(summary: GGUFSummary) -> Manifest:
-            manifest = describe(
-                summary,
-                name=target,
-                quant=quant,
-                source=label,
-                sha256=digest,
-                declared_kind=kind,
-                declared_by=declared_by,
-                revision=revision,
-            )
-            manifest.extra = {
-                "outtype": outtype.value,
-                "model_type": family.config.get("model_type"),
-                "seconds": round(time.monotonic() - started, 2),
-                **extra,
-            }
-            return manifest
+    def manifest_for(summary: GGUFSummary) -> Manifest:
+        manifest = describe(
+            summary,
+            name=target,
+            quant=quant,
+            source=label,
+            sha256=digest,
+            declared_kind=kind,
+            declared_by=declared_by,
+            revision=revision,
+        )
+        manifest.extra = {
+            "outtype": outtype.value,
+            "model_type": family.config.get("model_type"),
+            "seconds": round(time.monotonic() - started, 2),
+            **extra,
+        }
+        return manifest
 
-        entry = store.add(target, quant, write, planned_size(family, outtype) + _METADATA_SLACK, manifest_for)
+    entry = store.add(target, quant, write, planned_size(family, outtype) + _METADATA_SLACK, manifest_for)
     return ConvertResult(
         ref=entry.manifest.ref,
         path=entry.path,
