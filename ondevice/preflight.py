@@ -366,6 +366,16 @@ def check_memory(estimate: MemoryEstimate, hw: Hardware, headroom: int) -> Memor
     )
 
 
+def check_now(summary: GGUFSummary, options: LoadOptions, hw: Hardware | None = None) -> MemoryCheck:
+    """One more model against what this machine (or ``hw``) has free now, keeping its profile's headroom."""
+    from .hardware import detect_hardware  # here: hardware_profiles imports this module
+    from .hardware_profiles import choose_profile, load_hardware_profile
+
+    hw = hw or detect_hardware()
+    headroom = load_hardware_profile(choose_profile(hw).profile).headroom_bytes
+    return check_memory(estimate_for_model(summary, options, hw), hw, headroom)
+
+
 def require_fit(check: MemoryCheck, what: str, force: bool = False) -> None:
     """Raise InsufficientMemoryError with the numbers unless the model fits or ``force`` is set."""
     if check.fits or force:

@@ -148,3 +148,14 @@ def test_models_info_shows_the_estimate(models_home):
     memory = json.loads(result.output)["memory_estimate"]
     assert memory["n_ctx"] >= 2048 and memory["total_bytes"] > memory["weights_bytes"] > 0
     assert "memory estimate" in CliRunner().invoke(cli, ["models", "info", SMOL]).output
+
+
+def test_the_picker_refuses_a_model_that_will_not_fit(models_home, monkeypatch):
+    from ondevice.cli.tui_launch import open_checked
+    from ondevice.preflight import InsufficientMemoryError
+
+    options = LoadOptions(n_ctx=32768)
+    assert open_checked(GEMMA, options).size_bytes > 0  # this machine has the room
+    monkeypatch.setattr(hardware_module, "detect_hardware", lambda: ONE_GB_BOX)
+    with pytest.raises(InsufficientMemoryError, match="will not fit next to the loaded models: needs"):
+        open_checked(GEMMA, options)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .. import bundled
 from ..live import ModelSpec
+from ..preflight import InsufficientMemoryError, check_now
 from ..refs import ResolvedModel, resolve
 from ..runtime.protocol import GenerationParams, LoadOptions
 from ..store import Store
@@ -30,6 +31,18 @@ def model_choices() -> list[Choice]:
     return choices
 
 
+def open_checked(ref: str, options: LoadOptions) -> ModelSpec:
+    """A model the picker adds: resolved, and refused with the numbers if it will not fit next to the
+    models already loaded."""
+    model = resolve(ref)
+    check = check_now(model.summary, options)
+    if not check.fits:
+        raise InsufficientMemoryError(
+            f"{model.display_name} will not fit next to the loaded models: {check.summary()}"
+        )
+    return ModelSpec.from_resolved(model, options)
+
+
 def build_app(
     models: list[ResolvedModel], params: GenerationParams, options: LoadOptions, system: str | None
 ) -> OndeviceApp:
@@ -38,7 +51,7 @@ def build_app(
         defaults=params,
         system=system,
         choices=model_choices,
-        open_spec=lambda ref: ModelSpec.from_resolved(resolve(ref), options),
+        open_spec=lambda ref: open_checked(ref, options),
         options=options,  # the bench screen measures with the session's profile
     )
 

@@ -38,14 +38,13 @@ from textual_plotext import PlotextPlot
 
 from ..errors import OndeviceError
 from ..hardware import Hardware, detect_hardware
-from ..hardware_profiles import choose_profile, load_hardware_profile
 from ..measure import MeasureError, Progress
 from ..measure.bench import BenchSettings, OpenModel, ProgressFn, open_worker, run_bench
 from ..measure.evaluate import EvalSettings, evaluate
 from ..measure.quality import METRICS
 from ..measure.results import BenchRun, EvalRun
 from ..measure.runs import SavedRun, list_runs, load_run, save_run
-from ..preflight import InsufficientMemoryError, check_memory, estimate_for_model
+from ..preflight import InsufficientMemoryError, check_now
 from ..refs import ResolvedModel, resolve
 from ..runtime.protocol import LoadOptions
 from ..units import format_bytes
@@ -80,9 +79,8 @@ class Measurer:
     def preflight(self, models: Sequence[ResolvedModel], options: LoadOptions) -> None:
         """Refuse, with the numbers, a model that will not fit next to what is loaded (one at a time)."""
         hw = self.machine()
-        headroom = load_hardware_profile(choose_profile(hw).profile).headroom_bytes
         for model in models:
-            check = check_memory(estimate_for_model(model.summary, options, hw), hw, headroom)
+            check = check_now(model.summary, options, hw)
             if not check.fits:
                 raise InsufficientMemoryError(
                     f"{model.display_name} at {check.estimate.n_ctx} tokens of context will not fit next to "
