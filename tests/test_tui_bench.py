@@ -29,7 +29,15 @@ from ondevice.measure.stats import Estimate
 from ondevice.refs import ResolvedModel, resolve
 from ondevice.runtime.protocol import BenchTiming, GenerationParams, LoadOptions
 from ondevice.tui.app import OndeviceApp
-from ondevice.tui.bench import BenchScreen, Measurer, Shown, eval_metrics, kld_points, speed_points
+from ondevice.tui.bench import (
+    BenchScreen,
+    Measurer,
+    Shown,
+    eval_metrics,
+    kld_points,
+    speed_points,
+    table_cells,
+)
 from ondevice.tui.dialogs import HELP, HelpScreen
 
 SIZE = (120, 36)
@@ -513,3 +521,24 @@ async def test_real_models_bench_and_eval_from_the_screen(smol, gemma):
         assert all(float(cell.split(" ± ")[0]) > 0 for cell in column(table, "tg t/s"))
         assert [cell == "-" for cell in column(table, "PPL")] == [True, False]  # gemma is larger
         assert sorted(r.kind for r in list_runs()) == ["bench", "eval"]
+
+
+def test_follow_scores_get_a_column_next_to_quality_or_alone():
+    from ondevice.measure.results import FollowResult, TypeScore
+
+    run = saved_eval()
+    scores = {"length:max_words": TypeScore(1, 1, 2)}
+    run.follow = [
+        FollowResult(LADDER[1], "chat_template", 0.25, 0.5, 0.3, 0.6, scores, ()),
+        FollowResult(LADDER[0], "chat_template", 0.75, 1.0, 0.8, 1.0, scores, ()),
+    ]
+    rows = {r.name: r for r in Shown().with_run(run.as_dict()).rows()}
+    assert table_cells(rows[LADDER[1].name])["follow"] == "25.0 / 50.0 %"
+    assert "KLD" in table_cells(rows[LADDER[1].name])  # the same row keeps its quality figures
+    assert table_cells(rows[LADDER[0].name])["follow"] == "75.0 / 100.0 %"
+    # An eval of instruction following alone still fills the table.
+    alone = saved_eval()
+    alone.quality, alone.reference, alone.reference_ppl = [], None, None
+    alone.follow = run.follow[:1]
+    (row,) = Shown().with_run(alone.as_dict()).rows()
+    assert table_cells(row)["follow"] == "25.0 / 50.0 %" and "KLD" not in table_cells(row)

@@ -148,6 +148,7 @@ class ResultRow:
     kld: tuple[float, float] | None = None  # value, uncertainty
     same_top: float | None = None  # fraction
     ppl_ratio: float | None = None
+    follow: tuple[float, float] | None = None  # instruction following, prompt level: strict, loose
     reference: bool = False
 
 
@@ -199,6 +200,10 @@ def quality_rows(run: dict[str, Any]) -> dict[str, ResultRow]:
             same_top=same_top[0] if same_top else None,
             ppl_ratio=ratio[0] if ratio else None,
         )
+    for f in run.get("follow") or []:
+        score = (f["prompt_strict"], f["prompt_loose"])
+        path = f["model"]["path"]
+        rows[path] = replace(rows[path], follow=score) if path in rows else _row(f["model"], follow=score)
     return rows
 
 
@@ -280,6 +285,7 @@ COLUMNS = (
     "KLD",
     "same top",
     "PPL ratio",
+    "follow",
 )
 
 
@@ -310,6 +316,8 @@ def table_cells(row: ResultRow) -> dict[str, str]:
         cells["same top"] = f"{100 * row.same_top:.1f} %"
     if row.ppl_ratio is not None:
         cells["PPL ratio"] = f"{row.ppl_ratio:.4f}"
+    if row.follow is not None:
+        cells["follow"] = f"{100 * row.follow[0]:.1f} / {100 * row.follow[1]:.1f} %"
     return cells
 
 
