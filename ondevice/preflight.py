@@ -376,6 +376,19 @@ def check_now(summary: GGUFSummary, options: LoadOptions, hw: Hardware | None = 
     return check_memory(estimate_for_model(summary, options, hw), hw, headroom)
 
 
+def require_fit_now(
+    what: str, summary: GGUFSummary, options: LoadOptions, advice: str, hw: Hardware | None = None
+) -> None:
+    """Refuse, with the numbers, one more model that will not fit next to the models already loaded
+    (the terminal UI's check: there is no --force, and `advice` says what to do instead)."""
+    check = check_now(summary, options, hw)
+    if not check.fits:
+        raise InsufficientMemoryError(
+            f"{what} at {check.estimate.n_ctx} tokens of context will not fit next to the loaded models: "
+            f"{check.summary()} ({check.estimate.breakdown()}); {advice}"
+        )
+
+
 def require_fit(check: MemoryCheck, what: str, force: bool = False) -> None:
     """Raise InsufficientMemoryError with the numbers unless the model fits or ``force`` is set."""
     if check.fits or force:

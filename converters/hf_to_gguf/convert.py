@@ -185,16 +185,15 @@ def convert(
         revision = snapshot.commit
         label = snapshot.source
         # The config's _name_or_path is often the uploader's local path; the repo id says what it is.
-        display: Path | str = ref.repo_id
+        general_name: str | None = ref.repo_id
         extra = {"repo": ref.repo_id, "requested_revision": ref.revision}
     else:
         directory = Path(source).expanduser()
         label = str(directory.resolve()) if directory.exists() else str(directory)
-        display = directory
-        target, root = None, None
+        target, root, general_name = None, None, None
     family = family_for(directory, root)
     target = target or check_name(name or _store_name(directory))
-    general_name = display if isinstance(display, str) else _general_name(display, family.config)
+    general_name = general_name or _general_name(directory, family.config)
     quant = outtype.name
     started = time.monotonic()
     digest = ""

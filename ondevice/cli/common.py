@@ -186,11 +186,6 @@ def load_plan(kwargs: dict[str, Any]) -> LoadPlan:
     return LoadPlan(resolve_load_options(profile, explicit), profile, machine, reason, force)
 
 
-def load_from(kwargs: dict[str, Any]) -> LoadOptions:
-    """The options without a pre-flight (use ``load_plan(kwargs).options_for(model)`` to have one)."""
-    return load_plan(kwargs).options
-
-
 @contextlib.contextmanager
 def byte_progress(description: str) -> Iterator[Callable[[int, int], None]]:
     """A progress bar on stderr for long file work; yields a (done, total) callback."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .. import bundled
 from ..live import ModelSpec
-from ..preflight import InsufficientMemoryError, check_now
+from ..preflight import require_fit_now
 from ..refs import ResolvedModel, resolve
 from ..runtime.protocol import GenerationParams, LoadOptions
 from ..store import Store
@@ -35,11 +35,7 @@ def open_checked(ref: str, options: LoadOptions) -> ModelSpec:
     """A model the picker adds: resolved, and refused with the numbers if it will not fit next to the
     models already loaded."""
     model = resolve(ref)
-    check = check_now(model.summary, options)
-    if not check.fits:
-        raise InsufficientMemoryError(
-            f"{model.display_name} will not fit next to the loaded models: {check.summary()}"
-        )
+    require_fit_now(model.display_name, model.summary, options, "drop a model from the compare first")
     return ModelSpec.from_resolved(model, options)
 
 

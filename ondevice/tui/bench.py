@@ -44,7 +44,7 @@ from ..measure.evaluate import EvalSettings, evaluate
 from ..measure.quality import METRICS
 from ..measure.results import BenchRun, EvalRun
 from ..measure.runs import SavedRun, list_runs, load_run, save_run
-from ..preflight import InsufficientMemoryError, check_now
+from ..preflight import require_fit_now
 from ..refs import ResolvedModel, resolve
 from ..runtime.protocol import LoadOptions
 from ..units import format_bytes
@@ -79,14 +79,9 @@ class Measurer:
     def preflight(self, models: Sequence[ResolvedModel], options: LoadOptions) -> None:
         """Refuse, with the numbers, a model that will not fit next to what is loaded (one at a time)."""
         hw = self.machine()
+        advice = "measure fewer models, lower ctx, or drop models from the compare (F4)"
         for model in models:
-            check = check_now(model.summary, options, hw)
-            if not check.fits:
-                raise InsufficientMemoryError(
-                    f"{model.display_name} at {check.estimate.n_ctx} tokens of context will not fit next to "
-                    f"the loaded models: {check.summary()} ({check.estimate.breakdown()}); measure fewer "
-                    "models, lower ctx, or drop models from the compare (F4)"
-                )
+            require_fit_now(model.display_name, model.summary, options, advice, hw)
 
     def bench(
         self,
