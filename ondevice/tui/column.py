@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from textual.app import ComposeResult
-from textual.containers import Vertical, VerticalScroll
+from textual.containers import Vertical
 from textual.message import Message
 from textual.reactive import reactive
 from textual.widgets import Sparkline, Static
@@ -15,33 +15,7 @@ from ..live import LiveStats, ModelSpec, stream_batched
 from ..runtime.engine import Backend
 from ..runtime.protocol import Finished, GenerateRequest, PromptReady
 from ..units import format_bytes
-
-
-class StreamText(VerticalScroll):
-    """A scrolling answer that only grows while it streams.
-
-    Cheaper per update than a TextArea (no document model, no edit history), which matters on a
-    laptop where the UI shares the cores with the model's decode threads.
-    """
-
-    def __init__(self, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self._text = ""
-
-    def compose(self) -> ComposeResult:
-        yield Static("", markup=False, classes="answer-text")
-
-    @property
-    def text(self) -> str:
-        return self._text
-
-    def load_text(self, text: str) -> None:
-        self._text = text
-        self.query_one(Static).update(text)
-
-    def append(self, text: str) -> None:
-        self.load_text(self._text + text)
-        self.scroll_end(animate=False)
+from .stream_text import StreamText
 
 
 class ModelColumn(Vertical):
@@ -72,6 +46,7 @@ class ModelColumn(Vertical):
         self.prompt_text: str | None = None
         self.memory_bytes = 0
         self.error: str | None = None
+        self._stats_shown = ""
 
     def compose(self) -> ComposeResult:
         badge = f"[{self.spec.kind.value}]"
@@ -140,7 +115,9 @@ class ModelColumn(Vertical):
             self.status = "error"
         elif chunk.finished is not None:
             self.status = "stopped" if chunk.finished.stats.stop_reason == "cancelled" else "done"
-        self.query_one(Sparkline).data = list(self.live.samples)
+        sparkline = self.query_one(Sparkline)
+        if len(sparkline.data or ()) != len(self.live.samples):  # a new sample every half second
+            sparkline.data = list(self.live.samples)
         self.refresh_stats()
 
     def skip(self) -> None:
@@ -150,14 +127,18 @@ class ModelColumn(Vertical):
 
     def refresh_stats(self) -> None:
         stats = self.query_one(".stats", Static)
+        stats.set_class(bool(self.error), "error")
         if self.error:
-            stats.update(f"error: {self.error}")
-            stats.add_class("error")
-            return
-        stats.remove_class("error")
-        if self.status == "loading":
-            stats.update("loading…")
-            return
+            text = f"error: {self.error}"
+        elif self.status == "loading":
+            text = "loading…"
+        else:
+            text = self._stats_text()
+        if text != self._stats_shown:
+            self._stats_shown = text
+            stats.update(text, layout=False)  # its height is fixed: no need to lay the screen out again
+
+    def _stats_text(self) -> str:
         live = self.live
         ttft = live.time_to_first_token
         parts = [
@@ -167,7 +148,7 @@ class ModelColumn(Vertical):
             f"mem {format_bytes(self.memory_bytes)}",
             self.status,
         ]
-        stats.update(" · ".join(parts))
+        return " · ".join(parts)
 
     def poll_memory(self) -> None:
         if self.backend is not None:
