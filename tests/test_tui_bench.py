@@ -147,16 +147,22 @@ def plot_text(screen: BenchScreen, id: str) -> str:
     return str(screen.query_one(f"#{id}", PlotextPlot).render())
 
 
+async def start_gated_bench(app, pilot) -> tuple[BenchScreen, ProgressBar]:
+    """Start a small bench run (F6) and wait until its worker blocks at the first timing, after
+    the loading and warm-up steps have been reported."""
+    screen = await open_bench(app, pilot)
+    small_settings(screen)
+    await pilot.press("f6")
+    bar = screen.query_one("#bench-progress", ProgressBar)
+    await wait_for(pilot, lambda: bar.progress == 1)
+    return screen, bar
+
+
 async def test_a_bench_run_shows_progress_then_fills_the_table_and_plot_and_is_saved(tiny_models):
     gate = threading.Event()
     app = bench_app(tiny_models, gate)
     async with app.run_test(size=SIZE) as pilot:
-        screen = await open_bench(app, pilot)
-        small_settings(screen)
-        await pilot.press("f6")
-        bar = screen.query_one("#bench-progress", ProgressBar)
-        # The worker waits at its first timing: the loading and warm-up steps have been reported.
-        await wait_for(pilot, lambda: bar.progress == 1)
+        screen, bar = await start_gated_bench(app, pilot)
         assert screen.running == "bench" and bar.total == 3 * 7  # 3 models × (load + 2 tests × 3 runs)
         status = str(screen.query_one("#bench-status", Label).render())
         assert "tiny-q8.gguf: 2 threads: warm-up pp · model 1/3" in status
@@ -188,11 +194,7 @@ async def test_escape_stops_a_run_and_the_ui_stays_responsive(tiny_models):
     gate = threading.Event()
     app = bench_app(tiny_models, gate)
     async with app.run_test(size=SIZE) as pilot:
-        screen = await open_bench(app, pilot)
-        small_settings(screen)
-        await pilot.press("f6")
-        bar = screen.query_one("#bench-progress", ProgressBar)
-        await wait_for(pilot, lambda: bar.progress == 1)
+        screen, _ = await start_gated_bench(app, pilot)
         await pilot.press("escape")
         assert screen.cancel.is_set() and app.screen is screen  # stops the run, stays on the screen
         assert "stopping" in str(screen.query_one("#bench-status", Label).render())
