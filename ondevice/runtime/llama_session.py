@@ -9,12 +9,14 @@ from __future__ import annotations
 import codecs
 import collections
 import ctypes
+import functools
 import os
 import random
 import re
 import sys
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import llama_cpp
 import psutil
@@ -403,8 +405,23 @@ class LlamaSession:
         ref_nll = np.asarray(request.reference_nll, dtype=np.float64)
         ref_top = np.asarray(request.reference_top, dtype=np.int32)
         self.reset()
+
+        def score_block(span: tuple[int, int], logits: np.ndarray, p0: int):
+            b, e = span
+            rows, r0 = logits[b - p0 : e - p0], b - first
+            targets = np.asarray(tokens[b + 1 : e + 1])
+            if request.save_path:
+                files.write(request.row + r0, *quantize(rows))
+            if not request.compare_path:
+                return score_rows(rows, targets)
+            reference = files.read(request.row + r0, e - b)
+            return score_rows(rows, targets, reference, ref_nll[r0 : r0 + e - b], ref_top[r0 : r0 + e - b])
+
         parts = []
         batch = llama_cpp.llama_batch_init(self.n_batch, 0, 1)
+        # numpy lets go of the GIL in its loops: blocks of rows are scored on the decode threads' cores
+        # between decodes, as llama-perplexity spreads its KL divergence over threads.
+        pool = ThreadPoolExecutor(max_workers=self.facts.n_threads)
         try:
             for start in range(0, n, self.n_batch):
                 size = min(self.n_batch, n - start)
@@ -420,20 +437,13 @@ class LlamaSession:
                 if n_out <= 0:
                     continue
                 logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits(self.ctx), shape=(n_out, n_vocab))
-                # Blocks of rows keep the float64 temporaries small even for a 262144-token vocabulary.
-                for b in range(p0, min(start + size, n - 1), _SCORE_BLOCK):
-                    e = min(b + _SCORE_BLOCK, start + size, n - 1)
-                    rows, r0 = logits[b - p0 : e - p0], b - first
-                    targets = np.asarray(tokens[b + 1 : e + 1])
-                    if request.save_path:
-                        files.write(request.row + r0, *quantize(rows))
-                    if request.compare_path:
-                        reference = files.read(request.row + r0, e - b)
-                        nll, top = ref_nll[r0 : r0 + e - b], ref_top[r0 : r0 + e - b]
-                        parts.append(score_rows(rows, targets, reference, nll, top))
-                    else:
-                        parts.append(score_rows(rows, targets))
+                # Blocks of rows keep the temporaries small even for a 262144-token vocabulary; all are
+                # scored before the next decode overwrites the logits.
+                end = min(start + size, n - 1)
+                spans = [(b, min(b + _SCORE_BLOCK, end)) for b in range(p0, end, _SCORE_BLOCK)]
+                parts.extend(pool.map(functools.partial(score_block, logits=logits, p0=p0), spans))
         finally:
+            pool.shutdown()
             llama_cpp.llama_batch_free(batch)
             self.reset()
         return concat(parts)
