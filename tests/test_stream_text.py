@@ -84,3 +84,21 @@ def _everything():
     from textual.selection import Selection
 
     return Selection(Offset(0, 0), None)
+
+
+class Bubble(App):
+    CSS = "StreamText { height: auto; overflow: hidden hidden; }"
+
+    def compose(self) -> ComposeResult:
+        yield StreamText(auto_scroll=False)
+
+
+async def test_with_auto_height_it_grows_instead_of_scrolling():
+    app = Bubble()
+    async with app.run_test(size=(30, 20)) as pilot:
+        answer = app.query_one(StreamText)
+        for word in ("alpha ", "beta ", "gamma ", "delta ") * 5:
+            answer.append(word)
+            await pilot.pause()
+        assert len(answer.lines) > 3
+        assert answer.size.height == len(answer.lines) and answer.scroll_y == 0

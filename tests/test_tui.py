@@ -162,6 +162,7 @@ async def test_chat_broadcast_target_reset_and_save(isolated_home):
         await settle(app, pilot)
         bubbles = list(chat.query(Bubble))
         assert [b.who for b in bubbles] == ["you", "base-model", "instruct-model"]
+        assert [b.text.strip() for b in bubbles] == ["Hi", ANSWER, ANSWER]
         assert base.requests[-1].mode is PromptMode.TRANSCRIPT  # a base model chats through a transcript
 
         await pilot.press("ctrl+b")  # to: base-model only

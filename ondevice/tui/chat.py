@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, VerticalScroll
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Label, Static
@@ -21,28 +21,34 @@ from ..runtime.engine import chat_turn
 from ..runtime.protocol import Finished, PromptReady
 from ..transcript import Transcript, Turn
 from .column import ModelColumn
+from .stream_text import StreamText
 
 
-class Bubble(Static):
-    """One message in the log."""
+class Bubble(Vertical):
+    """One message in the log: who speaks, the text (streamed in cheaply), and figures once done."""
 
     def __init__(self, who: str, text: str, role: str) -> None:
-        super().__init__(markup=False, classes=f"bubble {role}")
-        self.who, self.text, self.role = who, text, role
-        self.footer = ""
+        super().__init__(classes=f"bubble {role}")
+        self.who, self.role = who, role
+        self._first_text = text
+
+    def compose(self) -> ComposeResult:
+        yield Static(f"{self.who}:", classes="bubble-who", markup=False)
+        yield StreamText(auto_scroll=False, classes="bubble-text")
+        yield Static("", classes="bubble-footer", markup=False)
 
     def on_mount(self) -> None:
-        self._render_text()
+        self.query_one(StreamText).load_text(self._first_text)
+
+    @property
+    def text(self) -> str:
+        return self.query_one(StreamText).text
 
     def add(self, text: str, footer: str | None = None) -> None:
-        self.text += text
+        self.query_one(StreamText).append(text)
         if footer is not None:
-            self.footer = footer
-        self._render_text()
-
-    def _render_text(self) -> None:
-        tail = f"\n  {self.footer}" if self.footer else ""
-        self.update(f"{self.who}: {self.text}{tail}")
+            self.query_one(".bubble-footer", Static).update(footer)
+            self.add_class("finished")
 
 
 class ChatScreen(Screen):

@@ -60,10 +60,14 @@ def wrap_spans(text: str, start: int, width: int) -> list[Span]:
 
 
 class StreamText(ScrollView):
-    """An answer that only grows while it streams; follows the end unless the user scrolled up."""
+    """An answer that only grows while it streams; follows the end unless the user scrolled up.
 
-    def __init__(self, **kwargs) -> None:
+    With `auto_scroll=False` it never scrolls itself: for `height: auto`, where it grows instead.
+    """
+
+    def __init__(self, *, auto_scroll: bool = True, **kwargs) -> None:
         super().__init__(**kwargs)
+        self.auto_scroll = auto_scroll
         self._text = ""
         self._spans: list[Span] = [(0, 0)]
         self._wrap_width = 0
@@ -84,12 +88,15 @@ class StreamText(ScrollView):
     def append(self, text: str) -> None:
         if not text:
             return
-        follow = self.is_vertical_scroll_end
+        follow = self.auto_scroll and self.is_vertical_scroll_end
         self._text += _printable(text)
-        first = len(self._spans) - 1
-        self._spans[first:] = wrap_spans(self._text, self._spans[first][0], self._width())
-        self.virtual_size = Size(self._wrap_width, len(self._spans))
-        self.refresh_lines(first, len(self._spans) - first)
+        if self._width() != self._wrap_width:
+            self._rewrap()
+        else:
+            first = len(self._spans) - 1
+            self._spans[first:] = wrap_spans(self._text, self._spans[first][0], self._wrap_width)
+            self.virtual_size = Size(self._wrap_width, len(self._spans))
+            self.refresh_lines(first, len(self._spans) - first)
         if follow:
             # forced: the scrollbar that allows scrolling appears only at the next layout
             self.scroll_end(animate=False, immediate=True, x_axis=False, force=True)
@@ -102,6 +109,10 @@ class StreamText(ScrollView):
         self._spans = wrap_spans(self._text, 0, self._wrap_width)
         self.virtual_size = Size(self._wrap_width, len(self._spans))
         self.refresh()
+
+    def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
+        # For `height: auto` (a chat bubble): the lines the text takes at the width offered.
+        return len(self._spans) if width == self._wrap_width else len(wrap_spans(self._text, 0, width))
 
     def on_resize(self) -> None:
         if self._width() != self._wrap_width:
