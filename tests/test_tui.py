@@ -7,7 +7,8 @@ import threading
 
 import pytest
 from fake_backend import FakeBackend, fake_spec
-from textual.widgets import Input, Label, SelectionList
+from textual.app import App
+from textual.widgets import Input, Label, SelectionList, Static
 
 from ondevice.kinds import Kind
 from ondevice.live import RunMode
@@ -275,3 +276,20 @@ async def test_real_models_fill_both_columns(smol, gemma):
     import psutil
 
     assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie" for pid in pids)
+
+
+async def test_a_reply_that_comes_before_its_bubble_is_composed_is_kept():
+    bubble = Bubble("instruct-model", "", "assistant")
+    bubble.add("Hello ")
+    bubble.add("world.", footer="50.0 tok/s · 2 tok · eos")
+
+    class OneBubble(App):
+        def compose(self):
+            yield bubble
+
+    async with OneBubble().run_test() as pilot:
+        await pilot.pause()
+        assert bubble.text == "Hello world." and bubble.has_class("finished")
+        assert "50.0 tok/s" in str(bubble.query_one(".bubble-footer", Static).render())
+        bubble.add(" More.")
+        assert bubble.text == "Hello world. More."

@@ -30,24 +30,28 @@ class Bubble(Vertical):
     def __init__(self, who: str, text: str, role: str) -> None:
         super().__init__(classes=f"bubble {role}")
         self.who, self.role = who, role
-        self._first_text = text
+        self._text, self._footer = text, ""  # until composed: a reply can come first
 
     def compose(self) -> ComposeResult:
         yield Static(f"{self.who}:", classes="bubble-who", markup=False)
-        yield StreamText(auto_scroll=False, classes="bubble-text")
-        yield Static("", classes="bubble-footer", markup=False)
-
-    def on_mount(self) -> None:
-        self.query_one(StreamText).load_text(self._first_text)
+        yield StreamText(self._text, auto_scroll=False, classes="bubble-text")
+        yield Static(self._footer, classes="bubble-footer", markup=False)
 
     @property
     def text(self) -> str:
-        return self.query_one(StreamText).text
+        shown = self.query(StreamText)
+        return shown.first().text if shown else self._text
 
     def add(self, text: str, footer: str | None = None) -> None:
-        self.query_one(StreamText).append(text)
+        shown = self.query(StreamText)
+        if shown:
+            shown.first().append(text)
+        else:
+            self._text += text
         if footer is not None:
-            self.query_one(".bubble-footer", Static).update(footer)
+            self._footer = footer
+            for widget in self.query(".bubble-footer").results(Static):
+                widget.update(footer)
             self.add_class("finished")
 
 

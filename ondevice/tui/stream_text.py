@@ -65,11 +65,11 @@ class StreamText(ScrollView):
     With `auto_scroll=False` it never scrolls itself: for `height: auto`, where it grows instead.
     """
 
-    def __init__(self, *, auto_scroll: bool = True, **kwargs) -> None:
+    def __init__(self, text: str = "", *, auto_scroll: bool = True, **kwargs) -> None:
         super().__init__(**kwargs)
         self.auto_scroll = auto_scroll
-        self._text = ""
-        self._spans: list[Span] = [(0, 0)]
+        self._text = _printable(text)
+        self._spans: list[Span] = [(0, len(self._text))]  # wrapped for real once it has a width
         self._wrap_width = 0
 
     @property
