@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 
 from .errors import OndeviceError
@@ -103,6 +103,7 @@ def stream_batched(
     """
     pending: list[str] = []
     last = time.monotonic()
+    request = replace(request, send_every=flush_seconds)  # the worker need not wake us more often
     try:
         for event in backend.stream(request):
             if isinstance(event, TokenEvent):

@@ -225,10 +225,13 @@ def test_the_worker_sends_tokens_in_batches_and_flushes_before_other_events():
     ready, done = PromptReady("p", 1, 0), Finished("abc", (1, 2, 3), None, None)  # type: ignore[arg-type]
     tokens = [TokenEvent(c, i, i / 1000) for i, c in enumerate("abc")]
     pipe = Pipe()
-    _stream(pipe, [ready, *tokens, done])  # type: ignore[arg-type]
+    _stream(pipe, [ready, *tokens, done], 0.03)  # type: ignore[arg-type]
     # The first token leaves at once; the next two come within the interval and travel together,
     # flushed ahead of Finished.
     assert pipe.sent == [ready, tokens[0], TokenBatch((tokens[1], tokens[2])), done]
+    pipe = Pipe()
+    _stream(pipe, [ready, *tokens, done], 0.0)  # type: ignore[arg-type]
+    assert pipe.sent == [ready, *tokens, done]  # no batching asked for: one message a token
 
     def failing():
         yield tokens[0]
@@ -237,5 +240,5 @@ def test_the_worker_sends_tokens_in_batches_and_flushes_before_other_events():
 
     pipe = Pipe()
     with pytest.raises(WorkerError):
-        _stream(pipe, failing())  # type: ignore[arg-type]
+        _stream(pipe, failing(), 0.03)  # type: ignore[arg-type]
     assert pipe.sent == [tokens[0], tokens[1]]  # made before the failure, still delivered

@@ -74,6 +74,7 @@ async def test_settings_reach_the_request_and_bad_values_are_refused():
         await ask(app, pilot, "Hello")
         params = base.requests[-1].params
         assert (params.temperature, params.max_tokens, params.seed) == (0.7, 5, 42)
+        assert base.requests[-1].send_every == 0.1  # the worker batches tokens at the redraw rate
         assert app.compare.columns[0].live.tokens == 5
         app.compare.query_one("#temperature", Input).value = "hot"
         await ask(app, pilot, "Hello again")

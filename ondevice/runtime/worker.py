@@ -24,11 +24,6 @@ from .protocol import (
     TokenizeRequest,
 )
 
-# Token events leave the worker at most this often: each message wakes the parent, and on a laptop
-# with few cores that wake-up takes CPU from the decode threads. The first token goes at once, and
-# every event keeps the time the worker measured, so the figures do not change.
-SEND_INTERVAL_S = 0.03
-
 
 def worker_main(conn: Connection, path: str, options: LoadOptions, cancel: Event, log_path: str) -> None:
     """Load the model, report its facts, then serve requests until the parent closes the pipe."""
@@ -52,7 +47,7 @@ def worker_main(conn: Connection, path: str, options: LoadOptions, cancel: Event
         session.close()
 
 
-def _stream(conn: Connection, events: Iterable[object]) -> None:
+def _stream(conn: Connection, events: Iterable[object], send_every: float) -> None:
     pending: list[TokenEvent] = []
     last_sent = 0.0
 
@@ -67,7 +62,7 @@ def _stream(conn: Connection, events: Iterable[object]) -> None:
         for event in events:
             if isinstance(event, TokenEvent):
                 pending.append(event)
-                if time.perf_counter() - last_sent >= SEND_INTERVAL_S:
+                if time.perf_counter() - last_sent >= send_every:
                     flush()
             else:
                 flush()
@@ -86,7 +81,7 @@ def _serve(conn: Connection, session, cancel: Event) -> None:
             return
         try:
             if isinstance(message, GenerateRequest):
-                _stream(conn, session.generate(message, cancel.is_set))
+                _stream(conn, session.generate(message, cancel.is_set), message.send_every)
             elif isinstance(message, TokenizeRequest):
                 conn.send(Reply(session.tokenize(message.text, message.add_special, message.parse_special)))
             elif isinstance(message, DetokenizeRequest):
