@@ -44,6 +44,13 @@ def test_words_move_whole_and_long_words_are_cut():
     assert drawn(text, wrap_spans(text, 0, 10)) == ["The quick", "brown fox", "", "Supercalif", "ragilistic"]
 
 
+def test_control_characters_are_shown_not_sent_to_the_terminal():
+    answer = StreamText("red: \x1b[31m, bell: \x07\r\n\ttab\x9b")
+    assert answer.text == "red: \u241b[31m, bell: \u2407\u240d\n    tab\ufffd"
+    answer.load_text("a\x00b")
+    assert answer.text == "a\u2400b"
+
+
 class OneAnswer(App):
     CSS = "StreamText { height: 5; scrollbar-gutter: stable; }"
 

@@ -9,6 +9,7 @@ import click
 from ..prompting import Message
 from ..runtime.engine import WorkerModel, chat_turn
 from ..runtime.protocol import Finished, TokenEvent
+from ..terminal_text import visible_controls
 from .common import (
     describe_model,
     generation_options,
@@ -90,11 +91,12 @@ def chat(ref: str, system_prompt: str | None, stats: bool, **kwargs) -> None:
 def _answer(worker: WorkerModel, request) -> Finished | None:
     """Stream one answer; Ctrl-C stops it and keeps what was said so far."""
     finished = None
+    shown = visible_controls if sys.stdout.isatty() else str  # a pipe gets the exact text
     sys.stdout.write("model> ")
     try:
         for event in worker.stream(request):
             if isinstance(event, TokenEvent):
-                sys.stdout.write(event.text)
+                sys.stdout.write(shown(event.text))
                 sys.stdout.flush()
             elif isinstance(event, Finished):
                 finished = event

@@ -9,6 +9,7 @@ import click
 from ..generate import run_prompt
 from ..runtime.engine import Event
 from ..runtime.protocol import TokenEvent
+from ..terminal_text import visible_controls
 from .common import (
     describe_model,
     generation_options,
@@ -42,9 +43,11 @@ def run(ref: str, prompt: str, system: str | None, as_json: bool, **kwargs) -> N
     if not as_json:
         note(f"loading {describe_model(model)}")
 
+    shown = visible_controls if sys.stdout.isatty() else str  # a pipe gets the exact text
+
     def show(event: Event) -> None:
         if isinstance(event, TokenEvent) and not as_json:
-            sys.stdout.write(event.text)
+            sys.stdout.write(shown(event.text))
             sys.stdout.flush()
 
     result = run_prompt(model, prompt, params, options, on_event=show, system=system)

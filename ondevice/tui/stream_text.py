@@ -16,6 +16,8 @@ from textual.scroll_view import ScrollView
 from textual.selection import Selection
 from textual.strip import Strip
 
+from ..terminal_text import visible_controls
+
 Span = tuple[int, int]  # a wrapped line: text[begin:end], trailing blanks not drawn
 
 # A word with the blanks after it, or blanks that open a paragraph.
@@ -147,5 +149,4 @@ class StreamText(ScrollView):
 
 
 def _printable(text: str) -> str:
-    # Tabs and carriage returns have no fixed width in a cell grid.
-    return text.replace("\t", "    ").replace("\r", "")
+    return visible_controls(text).replace("\t", "    ")  # a tab has no fixed width in a cell grid

@@ -1,0 +1,17 @@
+"""Model output made safe to show on a terminal.
+
+A model can emit any character, and an ESC would begin an escape sequence the terminal obeys
+(colours, cursor moves, even clipboard writes). Shown text keeps newlines and tabs; every other
+control character appears as its Unicode control picture (␛, ␇, …), the C1 range as U+FFFD.
+"""
+
+from __future__ import annotations
+
+_PICTURES = {c: chr(0x2400 + c) for c in range(0x20) if chr(c) not in "\n\t"}
+_PICTURES[0x7F] = "\u2421"
+_PICTURES.update({c: "\ufffd" for c in range(0x80, 0xA0)})
+
+
+def visible_controls(text: str) -> str:
+    """`text` with its control characters (but newlines and tabs) replaced by visible ones."""
+    return text.translate(_PICTURES)
