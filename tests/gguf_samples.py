@@ -34,6 +34,7 @@ def write_tiny_gguf(
     n_layers: int = 1,
     chat_template: str | None = None,
     extra_kv: dict[str, Any] | None = None,
+    name: str = "tiny test model",
 ) -> Path:
     """Write a small, structurally valid GGUF (not loadable by llama.cpp: the weights are arange noise).
 
@@ -42,7 +43,7 @@ def write_tiny_gguf(
     """
     path = Path(path)
     writer = gguf.GGUFWriter(path, arch)
-    writer.add_name("tiny test model")
+    writer.add_name(name)
     writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
     writer.add_context_length(TINY_CONTEXT)
     writer.add_embedding_length(TINY_EMBEDDING)

@@ -43,6 +43,18 @@ def test_models_info_table_for_the_instruct_model(models_home):
     assert "instruct" in result.stdout and "llama" in result.stdout and "True" in result.stdout
 
 
+def test_names_from_a_file_print_as_written(isolated_home, tmp_path):
+    odd = write_tiny_gguf(tmp_path / "odd[b].gguf", name="[/bold] \x1b[31mEvil [link=x]y[/link]")
+    info = invoke("models", "info", str(odd))
+    assert info.exit_code == 0, info.output  # "[/bold]" is not read as Rich markup
+    assert "[/bold] \u241b[31mEvil [link=x]y[/link]" in info.stdout and "\x1b" not in info.stdout
+    one_error_line(invoke("models", "pull", str(odd)), "invalid model name 'odd[b]'")
+    assert invoke("models", "pull", str(odd), "--name", "odd").exit_code == 0
+    listed = invoke("models", "list")
+    assert listed.exit_code == 0, listed.output
+    assert "odd:F16" in listed.stdout
+
+
 def test_pull_list_and_rm_in_a_fresh_store(isolated_home, smol):
     pulled = invoke("models", "pull", SMOL, "--json")
     assert pulled.exit_code == 0, pulled.output

@@ -294,3 +294,19 @@ async def test_a_reply_that_comes_before_its_bubble_is_composed_is_kept():
         assert "50.0 tok/s" in str(bubble.query_one(".bubble-footer", Static).render())
         bubble.add(" More.")
         assert bubble.text == "Hello world. More."
+
+
+async def test_names_and_answers_with_brackets_and_escapes_are_shown_as_written():
+    odd = "[/b]odd[link=x] \x1b[31m"
+    backend = FakeBackend(answer=f"{odd} answer")
+    app = OndeviceApp([fake_spec(odd, Kind.INSTRUCT, backend)], defaults=GenerationParams(max_tokens=8))
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        await ask(app, pilot, "Hi")
+        column = app.compare.columns[0]
+        assert column.status == "done"
+        name = str(column.query_one(".model-name", Static).render())
+        assert name == "[/b]odd[link=x] \u241b[31m"  # as written, the ESC made visible
+        assert "\x1b" not in "".join(column.answer.lines) and "\u241b[31m" in column.answer.text
+        await pilot.press("f3")  # the chat's target line names the model too
+        assert isinstance(app.screen, ChatScreen)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import click
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -20,6 +20,8 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.table import Table
+from rich.text import Text
 
 from .. import hardware
 from ..hardware import Hardware
@@ -27,6 +29,7 @@ from ..hardware_profiles import HardwareProfile, choose_profile, load_hardware_p
 from ..preflight import check_memory, combined, estimate_for_model, require_fit
 from ..refs import ResolvedModel, resolve
 from ..runtime.protocol import GenerationParams, GenerationStats, LoadOptions
+from ..terminal_text import visible_controls
 from ..units import format_bytes
 
 err_console = Console(stderr=True, highlight=False)
@@ -278,3 +281,18 @@ def step_bar() -> Iterator[StepBar]:
         yield bar
     finally:
         bar.pause()
+
+
+class PlainTable(Table):
+    """A Rich table whose text is shown as written: model names, paths and profile notes come from
+    files, so "[" is not markup and control characters are made visible."""
+
+    def __init__(self, *args, title: str | Text | None = None, **kwargs) -> None:
+        super().__init__(*args, title=_plain(title) if isinstance(title, str) else title, **kwargs)
+
+    def add_row(self, *renderables: RenderableType | None, **kwargs) -> None:
+        super().add_row(*(_plain(r) if isinstance(r, str) else r for r in renderables), **kwargs)
+
+
+def _plain(text: str) -> Text:
+    return Text(visible_controls(text))

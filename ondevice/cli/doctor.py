@@ -6,13 +6,12 @@ from typing import Any
 
 import click
 from rich.console import Console
-from rich.table import Table
 
 from .. import hardware
 from ..hardware import Hardware
 from ..hardware_profiles import APPLIED_FIELDS, choose_profile, load_hardware_profile
 from ..units import format_bytes
-from .common import print_json
+from .common import PlainTable, print_json
 
 
 def diagnosis(hw: Hardware) -> dict[str, Any]:
@@ -30,7 +29,7 @@ def diagnosis(hw: Hardware) -> dict[str, Any]:
 def print_diagnosis(data: dict[str, Any]) -> None:
     hw, profile = data["hardware"], data["profile"]
     console = Console(highlight=False)
-    table = Table(show_header=False, box=None, title="This machine", title_justify="left")
+    table = PlainTable(show_header=False, box=None, title="This machine", title_justify="left")
     table.add_column(style="bold")
     table.add_column()
     table.add_row("system", f"{hw['os']} {hw['os_version']} ({hw['machine']})")

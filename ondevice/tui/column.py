@@ -15,6 +15,7 @@ from ..live import LiveStats, ModelSpec, stream_batched
 from ..runtime.engine import Backend
 from ..runtime.protocol import Finished, GenerateRequest, PromptReady
 from ..units import format_bytes
+from .plain import plain
 from .stream_text import StreamText
 
 
@@ -50,7 +51,7 @@ class ModelColumn(Vertical):
 
     def compose(self) -> ComposeResult:
         badge = f"[{self.spec.kind.value}]"
-        yield Static(self.spec.label, classes="model-name")
+        yield Static(plain(self.spec.label), classes="model-name")
         yield Static(
             f"{badge} {self.spec.quant} · {format_bytes(self.spec.size_bytes)}",
             classes=f"model-meta {self.spec.kind.value}",

@@ -136,7 +136,7 @@ class CompareScreen(Screen):
         try:
             params = self.params()
         except SettingsError as exc:
-            self.notify(str(exc), severity="error")
+            self.notify(str(exc), severity="error", markup=False)
             return
         ready = [c for c in self.columns if c.backend is not None]
         if not ready:

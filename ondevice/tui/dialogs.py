@@ -8,6 +8,8 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Label, Markdown, TextArea
 
+from .plain import plain
+
 HELP = """\
 # ondevice
 
@@ -52,7 +54,7 @@ class PromptsScreen(ModalScreen[None]):
         with VerticalScroll(classes="dialog"):
             yield Label("The exact prompt text each model received (Esc closes)", classes="dialog-title")
             for label, text in self.prompts:
-                yield Label(label, classes="prompt-model")
+                yield Label(plain(label), classes="prompt-model")
                 shown = text if text is not None else "(nothing sent yet)"
                 yield TextArea(shown, read_only=True, soft_wrap=True, classes="prompt-text")
 

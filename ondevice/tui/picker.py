@@ -11,6 +11,8 @@ from textual.screen import ModalScreen
 from textual.widgets import Label, SelectionList
 from textual.widgets.selection_list import Selection
 
+from .plain import plain
+
 MAX_MODELS = 4
 
 
@@ -38,7 +40,7 @@ class PickerScreen(ModalScreen[list[str] | None]):
             )
             yield SelectionList[str](
                 *(
-                    Selection(f"{c.ref}  {c.description}", c.ref, c.ref in self.selected)
+                    Selection(plain(f"{c.ref}  {c.description}"), c.ref, c.ref in self.selected)
                     for c in self.choices
                 ),
                 id="choices",
