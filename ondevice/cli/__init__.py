@@ -7,6 +7,7 @@ import os
 import click
 
 from ..errors import OndeviceError
+from ..terminal_text import visible_controls
 from . import bench, chat, compare, convert, doctor, eval, models, profiles, quantize, run
 
 DEBUG_ENV = "ONDEVICE_DEBUG"
@@ -27,14 +28,16 @@ class OndeviceGroup(click.Group):
         except OndeviceError as exc:
             if debug_enabled():
                 raise
-            raise click.ClickException(str(exc)) from None
+            raise click.ClickException(visible_controls(str(exc))) from None
         except KeyboardInterrupt:
             raise click.Abort() from None
         except Exception as exc:
             if debug_enabled():
                 raise
             raise click.ClickException(
-                f"internal error: {type(exc).__name__}: {exc} (run with {DEBUG_ENV}=1 for the traceback)"
+                visible_controls(
+                    f"internal error: {type(exc).__name__}: {exc} (run with {DEBUG_ENV}=1 for the traceback)"
+                )
             ) from None
 
 

@@ -191,21 +191,31 @@ def load_plan(kwargs: dict[str, Any]) -> LoadPlan:
 
 @contextlib.contextmanager
 def byte_progress(description: str) -> Iterator[Callable[[int, int], None]]:
-    """A progress bar on stderr for long file work; yields a (done, total) callback."""
-    with Progress(
+    """A progress bar on stderr for long file work; yields a (done, total) callback.
+
+    The bar starts with the first report, so work that needs none (a model already in the store, a
+    mistyped path) prints nothing, not even the empty line a stopped bar leaves off a terminal.
+    """
+    progress = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         DownloadColumn(),
         TimeRemainingColumn(),
         console=err_console,
         transient=True,
-    ) as progress:
-        task = progress.add_task(description, total=None)
+    )
+    task = progress.add_task(description, total=None)
 
-        def update(done: int, total: int) -> None:
-            progress.update(task, completed=done, total=total)
+    def update(done: int, total: int) -> None:
+        if not progress.live.is_started:
+            progress.start()
+        progress.update(task, completed=done, total=total)
 
+    try:
         yield update
+    finally:
+        if progress.live.is_started:
+            progress.stop()
 
 
 def resolve_with_progress(ref: str) -> ResolvedModel:
