@@ -61,9 +61,10 @@ class LiveStats:
         if event.token_id < 0:  # a flush of held-back text, not a token
             return
         self.tokens += 1
-        if self.first_t is None:
-            self.first_t = self._window_start = event.t
         self.last_t = event.t
+        if self.first_t is None:  # a window counts the tokens that come after its start
+            self.first_t = self._window_start = event.t
+            return
         self._window_tokens += 1
         elapsed = event.t - self._window_start
         if elapsed >= self.window:
@@ -72,6 +73,11 @@ class LiveStats:
 
     def finish(self, stats: GenerationStats) -> None:
         self.final = stats
+        elapsed = self.last_t - self._window_start
+        # The last stretch, shorter than a window: kept when it is long enough to mean something.
+        if self._window_tokens and elapsed >= self.window / 2:
+            self.samples.append(self._window_tokens / elapsed)
+            self._window_tokens = 0
 
     @property
     def time_to_first_token(self) -> float | None:
