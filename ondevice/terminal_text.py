@@ -7,6 +7,8 @@ control character appears as its Unicode control picture (␛, ␇, …), the C1
 
 from __future__ import annotations
 
+from rich.text import Text
+
 _PICTURES = {c: chr(0x2400 + c) for c in range(0x20) if chr(c) not in "\n\t"}
 _PICTURES[0x7F] = "\u2421"
 _PICTURES.update({c: "\ufffd" for c in range(0x80, 0xA0)})
@@ -15,3 +17,9 @@ _PICTURES.update({c: "\ufffd" for c in range(0x80, 0xA0)})
 def visible_controls(text: str) -> str:
     """`text` with its control characters (but newlines and tabs) replaced by visible ones."""
     return text.translate(_PICTURES)
+
+
+def plain_text(text: str) -> Text:
+    """`text` for a Rich or Textual widget, shown as written: "[" is not markup (a model named "[/b]"
+    would break a table or a screen) and control characters are visible."""
+    return Text(visible_controls(text))

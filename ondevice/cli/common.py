@@ -29,7 +29,7 @@ from ..hardware_profiles import HardwareProfile, choose_profile, load_hardware_p
 from ..preflight import check_memory, combined, estimate_for_model, require_fit
 from ..refs import ResolvedModel, resolve
 from ..runtime.protocol import GenerationParams, GenerationStats, LoadOptions
-from ..terminal_text import visible_controls
+from ..terminal_text import plain_text
 from ..units import format_bytes
 
 err_console = Console(stderr=True, highlight=False)
@@ -298,11 +298,7 @@ class PlainTable(Table):
     files, so "[" is not markup and control characters are made visible."""
 
     def __init__(self, *args, title: str | Text | None = None, **kwargs) -> None:
-        super().__init__(*args, title=_plain(title) if isinstance(title, str) else title, **kwargs)
+        super().__init__(*args, title=plain_text(title) if isinstance(title, str) else title, **kwargs)
 
     def add_row(self, *renderables: RenderableType | None, **kwargs) -> None:
-        super().add_row(*(_plain(r) if isinstance(r, str) else r for r in renderables), **kwargs)
-
-
-def _plain(text: str) -> Text:
-    return Text(visible_controls(text))
+        super().add_row(*(plain_text(r) if isinstance(r, str) else r for r in renderables), **kwargs)

@@ -8,7 +8,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..generate import RunResult, run_prompt
-from ..terminal_text import visible_controls
+from ..terminal_text import plain_text
 from ..units import format_bytes
 from .common import (
     describe_model,
@@ -75,7 +75,7 @@ def side_by_side(prompt: str, results: list[RunResult]) -> Table:
         header.append(f"[{kind}]", style="green" if kind == "instruct" else "cyan")
         header.append(f" {r.model.quant} · {format_bytes(r.model.summary.file_size)}")
         table.add_column(header, ratio=1, overflow="fold")
-    table.add_row(*(Text(visible_controls(r.finished.text.strip()) or "(no text)") for r in results))
+    table.add_row(*(plain_text(r.finished.text.strip() or "(no text)") for r in results))
     table.add_row(*(Text(_stats_cell(r), style="dim") for r in results))
     return table
 

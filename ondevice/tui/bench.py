@@ -47,8 +47,8 @@ from ..measure.runs import SavedRun, list_runs, load_run, save_run
 from ..preflight import require_fit_now
 from ..refs import ResolvedModel, resolve
 from ..runtime.protocol import LoadOptions
+from ..terminal_text import plain_text
 from ..units import format_bytes
-from .plain import plain
 
 Run = BenchRun | EvalRun
 Measure = Callable[[ProgressFn, threading.Event], Run]  # one run, as the screen's worker calls it
@@ -408,7 +408,9 @@ class BenchScreen(Screen):
                 yield Label("Models (Space toggles)", classes="bench-heading")
                 yield SelectionList[str](
                     *(
-                        Selection(plain(f"{s.label}  {s.quant} · {format_bytes(s.size_bytes)}"), s.ref, True)
+                        Selection(
+                            plain_text(f"{s.label}  {s.quant} · {format_bytes(s.size_bytes)}"), s.ref, True
+                        )
                         for s in specs
                     ),
                     id="bench-models",
@@ -627,7 +629,7 @@ class BenchScreen(Screen):
 
     def _status(self, text: str, error: bool = False) -> None:
         label = self.query_one("#bench-status", Label)
-        label.update(plain(text))
+        label.update(plain_text(text))
         label.set_class(error, "error")
 
     # -- past runs --------------------------------------------------------------------------
@@ -645,7 +647,9 @@ class BenchScreen(Screen):
         self.history = message.runs
         options = self.query_one("#past-runs", OptionList)
         options.clear_options()
-        options.add_options([Option(plain(history_label(run)), id=str(run.path)) for run in self.history])
+        options.add_options(
+            [Option(plain_text(history_label(run)), id=str(run.path)) for run in self.history]
+        )
 
     @on(OptionList.OptionSelected, "#past-runs")
     def _past_run_selected(self, event: OptionList.OptionSelected) -> None:
@@ -685,7 +689,7 @@ class BenchScreen(Screen):
         for column in columns:
             table.add_column(column, key=column)
         for row, row_cells in zip(rows, cells, strict=True):
-            table.add_row(*(plain(row_cells.get(c, "-")) for c in columns), key=row.key)
+            table.add_row(*(plain_text(row_cells.get(c, "-")) for c in columns), key=row.key)
         _plot(
             self.query_one("#plot-speed", PlotextPlot),
             speed_points(rows),

@@ -20,9 +20,9 @@ from ..live import LiveStats, stream_batched
 from ..prompting import Message as ChatMessage
 from ..runtime.engine import chat_turn
 from ..runtime.protocol import Finished, PromptReady
+from ..terminal_text import plain_text
 from ..transcript import Transcript, Turn
 from .column import ModelColumn
-from .plain import plain
 from .stream_text import StreamText
 
 
@@ -35,7 +35,7 @@ class Bubble(Vertical):
         self._text, self._footer = text, ""  # until composed: a reply can come first
 
     def compose(self) -> ComposeResult:
-        yield Static(plain(f"{self.who}:"), classes="bubble-who")
+        yield Static(plain_text(f"{self.who}:"), classes="bubble-who")
         yield StreamText(self._text, auto_scroll=False, classes="bubble-text")
         yield Static(self._footer, classes="bubble-footer", markup=False)
 
@@ -107,8 +107,8 @@ class ChatScreen(Screen):
 
     def _target_text(self) -> Text:
         if self.target is None:
-            return plain("to: all models")
-        return plain(f"to: {self.columns[self.target].spec.label}")
+            return plain_text("to: all models")
+        return plain_text(f"to: {self.columns[self.target].spec.label}")
 
     # -- actions ---------------------------------------------------------------------------
 

@@ -14,8 +14,8 @@ from ..errors import OndeviceError
 from ..live import LiveStats, ModelSpec, stream_batched
 from ..runtime.engine import Backend
 from ..runtime.protocol import Finished, GenerateRequest, PromptReady
+from ..terminal_text import plain_text
 from ..units import format_bytes
-from .plain import plain
 from .stream_text import StreamText
 
 
@@ -51,7 +51,7 @@ class ModelColumn(Vertical):
 
     def compose(self) -> ComposeResult:
         badge = f"[{self.spec.kind.value}]"
-        yield Static(plain(self.spec.label), classes="model-name")
+        yield Static(plain_text(self.spec.label), classes="model-name")
         yield Static(
             f"{badge} {self.spec.quant} · {format_bytes(self.spec.size_bytes)}",
             classes=f"model-meta {self.spec.kind.value}",

@@ -8,7 +8,7 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Label, Markdown, TextArea
 
-from .plain import plain
+from ..terminal_text import plain_text
 
 HELP = """\
 # ondevice
@@ -54,7 +54,7 @@ class PromptsScreen(ModalScreen[None]):
         with VerticalScroll(classes="dialog"):
             yield Label("The exact prompt text each model received (Esc closes)", classes="dialog-title")
             for label, text in self.prompts:
-                yield Label(plain(label), classes="prompt-model")
+                yield Label(plain_text(label), classes="prompt-model")
                 shown = text if text is not None else "(nothing sent yet)"
                 yield TextArea(shown, read_only=True, soft_wrap=True, classes="prompt-text")
 

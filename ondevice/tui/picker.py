@@ -11,7 +11,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Label, SelectionList
 from textual.widgets.selection_list import Selection
 
-from .plain import plain
+from ..terminal_text import plain_text
 
 MAX_MODELS = 4
 
@@ -40,7 +40,7 @@ class PickerScreen(ModalScreen[list[str] | None]):
             )
             yield SelectionList[str](
                 *(
-                    Selection(plain(f"{c.ref}  {c.description}"), c.ref, c.ref in self.selected)
+                    Selection(plain_text(f"{c.ref}  {c.description}"), c.ref, c.ref in self.selected)
                     for c in self.choices
                 ),
                 id="choices",
