@@ -24,7 +24,7 @@ import llama_cpp
 from ondevice.refs import resolve
 from ondevice.runtime.engine import WorkerModel
 from ondevice.runtime.llama_session import default_threads
-from ondevice.runtime.protocol import LoadOptions
+from ondevice.runtime.protocol import ExtraBufts, LoadOptions
 
 GOAL = 0.97
 
@@ -37,11 +37,12 @@ def _quiet(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
 class BareBench:
     """llama-bench's two tests with the least Python around llama_decode."""
 
-    def __init__(self, path: str, n_ctx: int, n_batch: int, threads: int) -> None:
+    def __init__(self, path: str, n_ctx: int, n_batch: int, threads: int, extra_bufts: bool) -> None:
         llama_cpp.llama_log_set(_quiet, ctypes.c_void_p(0))
         llama_cpp.llama_backend_init()
         mparams = llama_cpp.llama_model_default_params()
         mparams.load_mode = llama_cpp.LLAMA_LOAD_MODE_NONE
+        mparams.use_extra_bufts = extra_bufts  # as the worker ended up loading (off where they crash)
         self.model = llama_cpp.llama_model_load_from_file(path.encode(), mparams)
         cparams = llama_cpp.llama_context_default_params()
         cparams.n_ctx, cparams.n_batch, cparams.n_ubatch = n_ctx, n_batch, n_batch
@@ -90,13 +91,31 @@ class BareBench:
         llama_cpp.llama_model_free(self.model)
 
 
-def llama_bench(path: str, p: int, n: int, reps: int, threads: int) -> dict[str, float] | None:
+def llama_bench(
+    path: str, p: int, n: int, reps: int, threads: int, extra_bufts: bool
+) -> dict[str, float] | None:
     """llama-bench's own avg t/s for pp and tg, when the tool is installed."""
     exe = shutil.which("llama-bench")
     if exe is None:
         return None
+    repack = ["--repack", "1" if extra_bufts else "0"]
     out = subprocess.run(
-        [exe, "-m", path, "-p", str(p), "-n", str(n), "-r", str(reps), "-t", str(threads), "-o", "json"],
+        [
+            exe,
+            "-m",
+            path,
+            "-p",
+            str(p),
+            "-n",
+            str(n),
+            "-r",
+            str(reps),
+            "-t",
+            str(threads),
+            *repack,
+            "-o",
+            "json",
+        ],
         capture_output=True,
         text=True,
         check=True,
@@ -104,17 +123,25 @@ def llama_bench(path: str, p: int, n: int, reps: int, threads: int) -> dict[str,
     return {("pp" if r["n_prompt"] else "tg"): r["avg_ts"] for r in json.loads(out)}
 
 
-def bench(ref: str, rounds: int, p: int, n: int, threads: int, n_ctx: int, settle: float) -> dict[str, float]:
+def bench(
+    ref: str, rounds: int, p: int, n: int, threads: int, n_ctx: int, settle: float, extra_bufts: ExtraBufts
+) -> dict[str, float]:
     model = resolve(ref)
-    options = LoadOptions(n_ctx=n_ctx, n_threads=threads, n_batch=512, use_mmap=False)
+    options = LoadOptions(
+        n_ctx=n_ctx, n_threads=threads, n_batch=512, use_mmap=False, extra_bufts=extra_bufts
+    )
     worker = WorkerModel(model.path, options, label=model.display_name)
-    bare = BareBench(str(model.path), n_ctx, min(512, n_ctx), threads)
-    worker.bench("pp", p)  # warm-ups, as llama-bench does
+    worker.bench("pp", p)  # warm-ups, as llama-bench does (where extra buffer types crash, `auto` settles)
     worker.bench("tg", 1)
+    bufts = worker.facts.extra_bufts
+    bare = BareBench(str(model.path), n_ctx, min(512, n_ctx), threads, bufts)
     bare.pp(p, 0)
     bare.tg(1, 0)
     figures: dict[str, list[float]] = {"ours pp": [], "bare pp": [], "ours tg": [], "bare tg": []}
-    print(f"\n{model.display_name}: {threads} threads, pp{p}, tg{n}")
+    print(
+        f"\n{model.display_name}: {threads} threads, pp{p}, tg{n}, "
+        f"extra buffer types {'on' if bufts else 'off'}"
+    )
     measure = {
         "ours pp": lambda r: p / worker.bench("pp", p, seed=r).seconds,
         "bare pp": lambda r: bare.pp(p, r),
@@ -133,7 +160,7 @@ def bench(ref: str, rounds: int, p: int, n: int, threads: int, n_ctx: int, settl
     ratios = {"pp": med["ours pp"] / med["bare pp"], "tg": med["ours tg"] / med["bare tg"]}
     print("  median", "  ".join(f"{k} {v:.1f}" for k, v in med.items()), "tok/s")
     print(f"  ratio ondevice/bare: pp {ratios['pp']:.3f}  tg {ratios['tg']:.3f}")
-    reference = llama_bench(str(model.path), p, n, rounds, threads)
+    reference = llama_bench(str(model.path), p, n, rounds, threads, bufts)
     if reference is None:
         print("  llama-bench is not on PATH: skipped")
     else:
@@ -154,9 +181,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=default_threads())
     parser.add_argument("--ctx", type=int, default=1024)
     parser.add_argument("--settle", type=float, default=0.5, help="Seconds of pause before each measurement.")
+    parser.add_argument("--extra-bufts", choices=[e.value for e in ExtraBufts], default="auto")
     args = parser.parse_args()
+    setting = ExtraBufts(args.extra_bufts)
     results = {
-        ref: bench(ref, args.rounds, args.p, args.n, args.threads, args.ctx, args.settle) for ref in args.refs
+        ref: bench(ref, args.rounds, args.p, args.n, args.threads, args.ctx, args.settle, setting)
+        for ref in args.refs
     }
     print(f"\nratio ondevice/bare, medians (goal >= {GOAL}):")
     for ref, ratios in results.items():

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from ondevice.measure.quality import QualitySettings, evaluate_quality, load_text
 from ondevice.refs import resolve
+from ondevice.runtime.extra_bufts import use_extra_bufts
 from ondevice.runtime.protocol import LoadOptions
 
 PATTERNS = {
@@ -86,19 +87,23 @@ def main() -> None:
         ]
         if args.threads:
             common += ["-t", str(args.threads)]
-        base = str(work / "base.kld")
-        _, t_ref = llama_perplexity(exe, ["-m", str(reference.path), "--kl-divergence-base", base, *common])
-        out, t_model = llama_perplexity(
-            exe, ["-m", str(model.path), "--kl-divergence-base", base, "--kl-divergence", *common]
-        )
-        theirs = {k: float(m.group(1)) for k, p in PATTERNS.items() if (m := re.search(p, out))}
-
         settings = QualitySettings(
             n_ctx=args.ctx, n_chunks=args.chunks, options=LoadOptions(n_threads=args.threads)
         )
         started = time.perf_counter()
         run = evaluate_quality([model], reference, text, source_name, settings)
         ours_seconds = time.perf_counter() - started
+
+        # Ours ran first: where llama.cpp's extra buffer types crash this CPU, `auto` has found out, and
+        # llama-perplexity runs without them too.
+        if not use_extra_bufts():
+            common.append("--no-repack")
+        base = str(work / "base.kld")
+        _, t_ref = llama_perplexity(exe, ["-m", str(reference.path), "--kl-divergence-base", base, *common])
+        out, t_model = llama_perplexity(
+            exe, ["-m", str(model.path), "--kl-divergence-base", base, "--kl-divergence", *common]
+        )
+        theirs = {k: float(m.group(1)) for k, p in PATTERNS.items() if (m := re.search(p, out))}
     (q,) = run.quality
     ours = {"ppl": q.ppl.value, "kld": q.kld.value, "same_top": 100 * q.same_top.value}
     print(f"{model.display_name} against {reference.display_name}: {args.chunks} chunks of {args.ctx} tokens")

@@ -19,7 +19,7 @@ import llama_cpp
 from ondevice.refs import resolve
 from ondevice.runtime.engine import WorkerModel, single_turn
 from ondevice.runtime.llama_session import default_threads
-from ondevice.runtime.protocol import Finished, GenerationParams, LoadOptions, TokenEvent
+from ondevice.runtime.protocol import ExtraBufts, Finished, GenerationParams, LoadOptions, TokenEvent
 
 PROMPT = "Write a short story about a lighthouse keeper who finds a message in a bottle."
 
@@ -32,12 +32,12 @@ def _quiet(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
 class BareLoop:
     """The least Python a llama-cpp-python user can put around llama_decode."""
 
-    def __init__(self, path: str, n_ctx: int, threads: int) -> None:
+    def __init__(self, path: str, n_ctx: int, threads: int, extra_bufts: bool) -> None:
         llama_cpp.llama_log_set(_quiet, ctypes.c_void_p(0))
         llama_cpp.llama_backend_init()
-        self.model = llama_cpp.llama_model_load_from_file(
-            path.encode(), llama_cpp.llama_model_default_params()
-        )
+        mparams = llama_cpp.llama_model_default_params()
+        mparams.use_extra_bufts = extra_bufts  # as the worker ended up loading (off where they crash)
+        self.model = llama_cpp.llama_model_load_from_file(path.encode(), mparams)
         cparams = llama_cpp.llama_context_default_params()
         cparams.n_ctx, cparams.n_batch, cparams.n_ubatch = n_ctx, 512, 512
         cparams.n_threads = cparams.n_threads_batch = threads
@@ -84,20 +84,22 @@ def ours(worker: WorkerModel, request) -> tuple[float, list[int], list[int]]:
     return (len(times) - 1) / (times[-1] - times[0]), prompt_tokens, list(finished.token_ids)
 
 
-def bench(ref: str, rounds: int, n: int, threads: int, n_ctx: int) -> float:
+def bench(ref: str, rounds: int, n: int, threads: int, n_ctx: int, extra_bufts: ExtraBufts) -> float:
     model = resolve(ref)
     params = GenerationParams(max_tokens=n, temperature=0, ignore_eos=True)
-    worker = WorkerModel(model.path, LoadOptions(n_ctx=n_ctx, n_threads=threads), label=model.display_name)
-    bare = BareLoop(str(model.path), n_ctx, threads)
+    options = LoadOptions(n_ctx=n_ctx, n_threads=threads, extra_bufts=extra_bufts)
+    worker = WorkerModel(model.path, options, label=model.display_name)
     request = single_turn(model.kind, bool(worker.facts.chat_template), PROMPT, params)
     worker.reset()
-    ours(worker, request)  # warm-up, and the prompt tokens for the bare loop
+    ours(worker, request)  # warm-up (where extra buffer types crash, `auto` settles here), prompt tokens
     _, prompt_tokens, _ = ours(worker, request)
+    bare = BareLoop(str(model.path), n_ctx, threads, worker.facts.extra_bufts)
     bare.generate(prompt_tokens, n)  # warm-up
     ours_tps, bare_tps = [], []
     print(
         f"\n{model.display_name} ({model.kind.value}), {threads} threads, {n} tokens, "
-        f"prompt {len(prompt_tokens)} tokens"
+        f"prompt {len(prompt_tokens)} tokens, "
+        f"extra buffer types {'on' if worker.facts.extra_bufts else 'off'}"
     )
     for r in range(rounds):
         worker.reset()
@@ -124,8 +126,10 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--threads", type=int, default=default_threads())
     parser.add_argument("--ctx", type=int, default=4096)
+    parser.add_argument("--extra-bufts", choices=[e.value for e in ExtraBufts], default="auto")
     args = parser.parse_args()
-    ratios = {ref: bench(ref, args.rounds, args.tokens, args.threads, args.ctx) for ref in args.refs}
+    setting = ExtraBufts(args.extra_bufts)
+    ratios = {ref: bench(ref, args.rounds, args.tokens, args.threads, args.ctx, setting) for ref in args.refs}
     print("\nratio ondevice/bare (goal >= 0.95):")
     for ref, ratio in ratios.items():
         print(f"  {ref}: {ratio:.3f} {'ok' if ratio >= 0.95 else 'BELOW GOAL'}")

@@ -1,9 +1,9 @@
 """What this machine is: CPU, memory, GPUs, and whether this llama.cpp build can use them.
 
 :func:`detect_hardware` reads the operating system's own sources (``/proc`` on Linux, ``sysctl`` on
-macOS, psutil elsewhere), NVML or ``nvidia-smi`` for NVIDIA GPUs, and llama-cpp-python for the build's
-GPU offload support. Everything else takes a :class:`Hardware` value, so tests and "what if" questions
-inject a described machine instead of the real one.
+macOS, psutil elsewhere), NVML or ``nvidia-smi`` for NVIDIA GPUs, and a child process that asks
+llama-cpp-python whether the build can offload to a GPU. Everything else takes a :class:`Hardware`
+value, so tests and "what if" questions inject a described machine instead of the real one.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+
+from .runtime.build import build_info
 
 __all__ = ["GPU", "Hardware", "detect_hardware"]
 
@@ -144,7 +146,7 @@ def detect_hardware() -> Hardware:
         platform.machine() == "arm64" or _sysctl("hw.optional.arm64") == "1"  # also under Rosetta
     )
     gpus = _nvidia_gpus(sources)
-    offload, build_info = _llama_build()
+    build = build_info()
     return Hardware(
         os=system,
         os_version=_os_version(system),
@@ -158,10 +160,19 @@ def detect_hardware() -> Hardware:
         apple_silicon=apple_silicon,
         metal=apple_silicon,
         gpus=gpus,
-        gpu_offload_supported=offload,
-        build_info=build_info,
+        gpu_offload_supported=build.gpu_offload,
+        build_info=build.system_info or build.error,
         sources=tuple(sources),
     )
+
+
+def cpu_signature() -> str:
+    """This CPU as far as compiled kernels care: its model and the instruction sets it offers."""
+    system = platform.system()
+    cpuinfo = _read_text("/proc/cpuinfo") if system == "Linux" else ""
+    match = re.search(r"^(?:flags|Features)\s*:\s*(.*)$", cpuinfo, re.MULTILINE)
+    flags = " ".join(sorted(set(match.group(1).split()))) if match else ",".join(_simd(system, cpuinfo))
+    return f"{platform.machine()} | {_cpu_model(system, cpuinfo)} | {flags}"
 
 
 def parse_meminfo(text: str) -> dict[str, int]:
@@ -294,15 +305,6 @@ def _nvml_gpus() -> tuple[GPU, ...] | None:
         return tuple(gpus)
     finally:
         pynvml.nvmlShutdown()
-
-
-def _llama_build() -> tuple[bool, str]:
-    try:
-        import llama_cpp
-    except (ImportError, OSError):  # OSError: the shared library failed to load
-        return False, ""
-    info = llama_cpp.llama_print_system_info().decode(errors="replace").strip()
-    return bool(llama_cpp.llama_supports_gpu_offload()), info
 
 
 def _sysctl(key: str) -> str:

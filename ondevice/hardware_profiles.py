@@ -8,7 +8,7 @@ from typing import Any
 
 from .hardware import Hardware
 from .profile_files import INTERNAL, doc, find_profile, list_profiles, load_file
-from .runtime.protocol import LoadOptions
+from .runtime.protocol import ExtraBufts, LoadOptions
 from .units import format_bytes
 
 __all__ = [
@@ -42,6 +42,7 @@ APPLIED_FIELDS = (
     "mmap",
     "mlock",
     "kv_cache_type",
+    "extra_bufts",
 )
 
 
@@ -97,6 +98,15 @@ class HardwareProfile:
             choices=KV_CACHE_TYPES,
         ),
     )
+    extra_bufts: str = field(
+        default="auto",
+        metadata=doc(
+            "llama.cpp's extra CPU buffer types (weights repacked for AVX2/AVX-512/NEON, or AMX): on, "
+            "off (llama.cpp's --no-repack), or auto: on until they crash this CPU (SIGILL, as AMX "
+            "kernels do on some Xeons), then off for this machine and build.",
+            choices=tuple(e.value for e in ExtraBufts),
+        ),
+    )
     memory_headroom: str = field(
         default="1G",
         metadata=doc(
@@ -127,6 +137,7 @@ class HardwareProfile:
             "mmap": self.mmap,
             "mlock": self.mlock,
             "kv_cache_type": self.kv_cache_type,
+            "extra_bufts": self.extra_bufts,
             "memory_headroom": self.memory_headroom,
             "applied_fields": list(APPLIED_FIELDS),
         }
@@ -189,10 +200,10 @@ def choose_profile(hw: Hardware) -> Selection:
 def resolve_load_options(profile: HardwareProfile, explicit: dict[str, Any]) -> LoadOptions:
     """LoadOptions from a profile, with every explicitly given option (not None) winning over it.
 
-    ``explicit`` uses LoadOptions' names: n_ctx, n_threads, n_batch, n_gpu_layers, use_mmap (the
-    profile alone sets n_ubatch, flash_attn, use_mlock and kv_cache_type).
+    ``explicit`` uses LoadOptions' names: n_ctx, n_threads, n_batch, n_gpu_layers, use_mmap,
+    extra_bufts (the profile alone sets n_ubatch, flash_attn, use_mlock and kv_cache_type).
     """
-    unknown = set(explicit) - {"n_ctx", "n_threads", "n_batch", "n_gpu_layers", "use_mmap"}
+    unknown = set(explicit) - {"n_ctx", "n_threads", "n_batch", "n_gpu_layers", "use_mmap", "extra_bufts"}
     if unknown:
         raise TypeError(f"not LoadOptions fields: {', '.join(sorted(unknown))}")
 
@@ -210,4 +221,5 @@ def resolve_load_options(profile: HardwareProfile, explicit: dict[str, Any]) -> 
         flash_attn=profile.flash_attn,
         use_mlock=profile.mlock,
         kv_cache_type=profile.kv_cache_type,
+        extra_bufts=ExtraBufts(pick("extra_bufts", profile.extra_bufts)),
     )

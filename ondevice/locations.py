@@ -28,6 +28,11 @@ def runs_dir() -> Path:
     return home() / "runs"
 
 
+def state_dir() -> Path:
+    """What ondevice learned about this machine and its llama.cpp build (build facts, crash verdicts)."""
+    return home() / "state"
+
+
 def transcripts_dir() -> Path:
     """Chat transcripts saved from the terminal UI."""
     return home() / "transcripts"

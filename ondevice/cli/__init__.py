@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 import click
@@ -9,6 +10,7 @@ import click
 from ..errors import OndeviceError
 from ..terminal_text import visible_controls
 from . import bench, chat, compare, convert, doctor, eval, models, profiles, quantize, run
+from .common import note
 
 DEBUG_ENV = "ONDEVICE_DEBUG"
 
@@ -41,10 +43,24 @@ class OndeviceGroup(click.Group):
             ) from None
 
 
+class NoteHandler(logging.Handler):
+    """The library's warnings (a fallback it took, say) as one status line each on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        note(visible_controls(record.getMessage()))
+
+
+def _show_library_warnings() -> None:
+    logger = logging.getLogger("ondevice")
+    if not any(isinstance(h, NoteHandler) for h in logger.handlers):
+        logger.addHandler(NoteHandler(logging.WARNING))
+
+
 @click.group(cls=OndeviceGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="ondevice")
 def cli() -> None:
     """Run, measure and compare quantized base and instruct models on this machine."""
+    _show_library_warnings()
 
 
 cli.add_command(models.models)

@@ -28,7 +28,7 @@ from ..hardware import Hardware
 from ..hardware_profiles import HardwareProfile, choose_profile, load_hardware_profile, resolve_load_options
 from ..preflight import check_memory, combined, estimate_for_model, require_fit
 from ..refs import ResolvedModel, resolve
-from ..runtime.protocol import GenerationParams, GenerationStats, LoadOptions
+from ..runtime.protocol import ExtraBufts, GenerationParams, GenerationStats, LoadOptions
 from ..terminal_text import plain_text
 from ..units import format_bytes
 
@@ -66,7 +66,7 @@ def generation_options(func: Callable) -> Callable:
 
 
 def load_options(func: Callable) -> Callable:
-    """--ctx, --threads, --gpu-layers, --batch, --no-mmap/--mmap, --profile, --force.
+    """--ctx, --threads, --gpu-layers, --batch, --no-mmap/--mmap, --extra-bufts, --profile, --force.
 
     The loading flags default to "not given" (None): the hardware profile fills them in, and a flag
     that is given beats the profile.
@@ -103,6 +103,14 @@ def load_options(func: Callable) -> Callable:
             "no_mmap",
             default=None,
             help="Read the model into memory, or map it [default: from the profile, mapped].",
+        ),
+        click.option(
+            "--extra-bufts",
+            type=click.Choice([e.value for e in ExtraBufts]),
+            default=None,
+            help="llama.cpp's extra CPU buffer types (repacked or AMX kernels); off is llama.cpp's "
+            "--no-repack; auto turns them off for good on a CPU where they crash (SIGILL) "
+            "[default: from the profile, auto].",
         ),
         click.option(
             "--profile",
@@ -173,6 +181,7 @@ def load_plan(kwargs: dict[str, Any]) -> LoadPlan:
         "n_batch": kwargs.pop("n_batch", None),
         "n_gpu_layers": kwargs.pop("gpu_layers", None),
         "use_mmap": None,
+        "extra_bufts": kwargs.pop("extra_bufts", None),
     }
     no_mmap = kwargs.pop("no_mmap", None)
     if no_mmap is not None:

@@ -10,6 +10,8 @@ from rich.console import Console
 from .. import hardware
 from ..hardware import Hardware
 from ..hardware_profiles import APPLIED_FIELDS, choose_profile, load_hardware_profile
+from ..runtime import extra_bufts
+from ..runtime.protocol import ExtraBufts
 from ..units import format_bytes
 from .common import PlainTable, print_json
 
@@ -18,10 +20,12 @@ def diagnosis(hw: Hardware) -> dict[str, Any]:
     """The machine, the profile picked for it with the reason, and advice, as plain data."""
     selection = choose_profile(hw)
     profile = load_hardware_profile(selection.profile)
+    cpu_kernels = extra_bufts.status(ExtraBufts(profile.extra_bufts))
     return {
         "hardware": hw.as_dict(),
         "profile": profile.as_dict(),
         "reason": selection.reason,
+        "extra_bufts": cpu_kernels,
         "advice": list(selection.advice),
     }
 
@@ -52,6 +56,10 @@ def print_diagnosis(data: dict[str, Any]) -> None:
         "GPU offload", "this llama.cpp build can offload" if hw["gpu_offload_supported"] else "CPU-only build"
     )
     table.add_row("llama.cpp", hw["build_info"] or "not importable")
+    cpu_kernels = data["extra_bufts"]
+    table.add_row(
+        "extra buffer types", f"{cpu_kernels['effective']} ({cpu_kernels['setting']}): {cpu_kernels['why']}"
+    )
     console.print(table)
     click.echo()
     click.echo(f"Profile: {profile['name']} ({profile['origin']}, {profile['path']})")

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import llama_cpp
-
 from ..hardware import detect_hardware
+from ..runtime import build
 
 
 def machine_record() -> dict[str, Any]:
@@ -26,7 +25,7 @@ def machine_record() -> dict[str, Any]:
 
 
 def llama_cpp_version() -> str:
-    return getattr(llama_cpp, "__version__", "unknown")
+    return build.version()
 
 
 def backend_name(system_info: str) -> str:

@@ -7,11 +7,13 @@ SIGKILL, out of memory) the parent raises WorkerError with what the worker last 
 from __future__ import annotations
 
 import contextlib
+import logging
 import multiprocessing as mp
 import os
 import signal
 import sys
 import tempfile
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import replace
@@ -22,10 +24,12 @@ import psutil
 from ..errors import PromptError, WorkerError
 from ..kinds import Kind
 from ..prompting import TRANSCRIPT_STOPS, Message, PromptMode
+from . import build, extra_bufts
 from .protocol import (
     BenchRequest,
     BenchTiming,
     DetokenizeRequest,
+    ExtraBufts,
     Failed,
     Finished,
     GenerateRequest,
@@ -42,6 +46,7 @@ from .protocol import (
 )
 
 Event = PromptReady | TokenEvent | Finished
+log = logging.getLogger("ondevice.runtime")
 
 
 def single_turn(
@@ -121,13 +126,53 @@ class Backend(ABC):
         self.close()
 
 
+class WorkerDied(WorkerError):
+    """The worker process ended while working (the exit status says how)."""
+
+    def __init__(self, message: str, exitcode: int | None) -> None:
+        super().__init__(message)
+        self.exitcode = exitcode
+
+    @property
+    def signal_name(self) -> str | None:
+        return signal.Signals(-self.exitcode).name if self.exitcode and self.exitcode < 0 else None
+
+
+# How llama.cpp's extra-buffer CPU kernels die where they break: SIGILL on an instruction the process may
+# not run, or a general protection fault (SIGSEGV) on a bad tile configuration.
+CPU_FAULTS = ("SIGILL", "SIGSEGV", "SIGBUS")
+_announced: set[str] = set()  # builds whose fallback notice this process gave already
+_announce_lock = threading.Lock()  # views open several models at once, each from its own thread
+
+
 class WorkerModel(Backend):
-    """llama.cpp in a worker process, talked to over a pipe."""
+    """llama.cpp in a worker process, talked to over a pipe.
+
+    When a worker dies by a CPU fault with llama.cpp's extra buffer types on, and the options leave
+    them to `auto`, the model is loaded again without them and the request is sent again. If it then
+    goes through, the verdict is kept for this machine and build (`ondevice.runtime.extra_bufts`).
+    """
 
     def __init__(
         self, path: str | Path, options: LoadOptions | None = None, label: str | None = None
     ) -> None:
+        self.path = str(path)
         self.label = label or Path(path).name
+        self.requested = options or LoadOptions()
+        self.options = extra_bufts.settle(self.requested)
+        self._busy = False
+        self._stopped: Finished | None = None  # the end of an answer whose consumer stopped reading
+        self._suspect: str | None = None  # the signal that made us turn extra buffer types off
+        try:
+            self.facts: ModelFacts = self._start()
+        except WorkerDied as died:
+            self._recover(died)
+        self._confirm()
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def _start(self) -> ModelFacts:
+        """Spawn a worker with self.options and wait for it to load the model."""
         ctx = mp.get_context("spawn")
         self._conn, child = ctx.Pipe()
         fd, self._log_path = tempfile.mkstemp(prefix="ondevice-worker-", suffix=".log")
@@ -138,12 +183,10 @@ class WorkerModel(Backend):
             self._cancel = ctx.Event()
         self.process = ctx.Process(
             target=worker_main,
-            args=(child, str(path), options or LoadOptions(), self._cancel, self._log_path),
+            args=(child, self.path, self.options, self._cancel, self._log_path),
             name=f"ondevice-worker:{self.label}",
             daemon=True,
         )
-        self._busy = False
-        self._stopped: Finished | None = None  # the end of an answer whose consumer stopped reading
         with _file_backed_stdio():
             self.process.start()
         child.close()
@@ -155,9 +198,59 @@ class WorkerModel(Backend):
         if isinstance(first, Failed):
             self.close()
             raise WorkerError(first.message)
-        self.facts: ModelFacts = first  # type: ignore[assignment]
+        return first  # type: ignore[return-value]
 
-    # -- plumbing ---------------------------------------------------------------------------
+    def _recover(self, died: WorkerDied) -> None:
+        """After the worker died: load again without extra buffer types if they may be the cause,
+        else raise (with the rebuild command where the build itself does not fit this CPU)."""
+        while True:
+            self._turn_off_extra_bufts(died)
+            try:
+                self.facts = self._start()
+                return
+            except WorkerDied as again:
+                died = again
+
+    def _turn_off_extra_bufts(self, died: WorkerDied) -> None:
+        self.close()
+        name = died.signal_name
+        if name not in CPU_FAULTS:
+            raise died
+        if self.options.extra_bufts is ExtraBufts.OFF:
+            also = " (also with llama.cpp's extra buffer types off)" if self._suspect else ""
+            self._suspect = None
+            if name == "SIGILL":
+                raise WorkerError(
+                    f"{died}{also}: llama.cpp ran an instruction this CPU lacks, so this build of "
+                    f"llama-cpp-python does not match this CPU; rebuild it: {build.REBUILD}"
+                ) from None
+            raise WorkerDied(f"{died}{also}", died.exitcode) from None
+        if self.requested.extra_bufts is ExtraBufts.ON:
+            raise WorkerError(
+                f"{died}. On some CPUs (Intel Xeons with AMX) llama.cpp's extra buffer types crash this "
+                "way: load with --extra-bufts auto or off"
+            ) from None
+        self._suspect = name
+        self.options = replace(self.options, extra_bufts=ExtraBufts.OFF)
+
+    def _confirm(self) -> None:
+        """The work that crashed went through without extra buffer types: remember it, say it once."""
+        if self._suspect is None:
+            return
+        name, self._suspect = self._suspect, None
+        verdict = extra_bufts.record_crash(
+            f"a worker died by {name} with them on ({self.label}) and ran without them"
+        )
+        with _announce_lock:
+            first = verdict.build not in _announced
+            _announced.add(verdict.build)
+        if first:
+            log.warning(
+                "llama.cpp's extra CPU buffer types crashed on this CPU (%s in its AMX or repacked kernels); "
+                "loading without them from now on: %s (see `ondevice doctor`)",
+                name,
+                extra_bufts.COST,
+            )
 
     def _recv(self, doing: str) -> object:
         while True:
@@ -171,7 +264,7 @@ class WorkerModel(Backend):
             # The pipe broke or the process is gone; let it finish dying to read its exit code.
             self._busy = False
             self.process.join(timeout=2)
-            raise WorkerError(self._death_message(doing))
+            raise WorkerDied(self._death_message(doing), self.process.exitcode)
 
     def _death_message(self, doing: str) -> str:
         code = self.process.exitcode
@@ -196,13 +289,19 @@ class WorkerModel(Backend):
             self._conn.send(request)
         except (BrokenPipeError, OSError):
             self.process.join(timeout=2)
-            raise WorkerError(self._death_message(doing)) from None
+            raise WorkerDied(self._death_message(doing), self.process.exitcode) from None
 
     def _ask(self, request: object, doing: str) -> object:
         if self._busy:
             raise WorkerError(f"{self.label} is busy generating")
-        self._send(request, doing)
-        reply = self._recv(doing)
+        while True:
+            try:
+                self._send(request, doing)
+                reply = self._recv(doing)
+                break
+            except WorkerDied as died:
+                self._recover(died)
+        self._confirm()
         if isinstance(reply, Failed):
             raise _failure(reply)
         if not isinstance(reply, Reply):
@@ -220,19 +319,31 @@ class WorkerModel(Backend):
             raise WorkerError(f"{self.label} is busy generating")
         self._cancel.clear()
         self._stopped = None
-        self._send(request, "generating")
-        self._busy = True
+        yielded = False
         try:
             while True:
-                event = self._recv("generating")
+                try:
+                    if not self._busy:
+                        self._send(request, "generating")
+                        self._busy = True
+                    event = self._recv("generating")
+                except WorkerDied as died:
+                    if yielded:
+                        raise
+                    # Nothing reached the consumer yet: the same request runs again on a new worker.
+                    self._recover(died)
+                    continue
                 if isinstance(event, Failed):
                     self._busy = False
                     raise _failure(event)
+                self._confirm()
                 if isinstance(event, TokenBatch):
+                    yielded = True
                     yield from event.events
                     continue
                 if isinstance(event, Finished):
                     self._busy = False
+                yielded = True
                 yield event  # type: ignore[misc]
                 if isinstance(event, Finished):
                     return

@@ -13,6 +13,7 @@ import functools
 import os
 import random
 import re
+import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -27,6 +28,7 @@ from .memory import peak_rss_bytes
 from .protocol import (
     BenchRequest,
     BenchTiming,
+    ExtraBufts,
     Finished,
     GenerateRequest,
     GenerationParams,
@@ -76,6 +78,19 @@ def buffer_sizes(lines: list[str]) -> dict[str, int]:
     return sizes
 
 
+FAULT_ENV = "ONDEVICE_TEST_FAULT"
+"""Test-only fault injection. "SIGILL:extra-bufts" makes a worker kill itself with a real SIGILL on its
+first batch of two or more tokens while extra buffer types are on (as llama.cpp's AMX kernels die on some
+CPUs; SIGSEGV works too); "SIGILL" does it with them off too (as a build for another CPU does)."""
+
+
+def injected_fault(extra_bufts: bool) -> signal.Signals | None:
+    name, _, condition = os.environ.get(FAULT_ENV, "").partition(":")
+    if name not in ("SIGILL", "SIGSEGV") or (condition == "extra-bufts" and not extra_bufts):
+        return None
+    return signal.Signals[name]
+
+
 def default_threads() -> int:
     """One thread per physical core: llama.cpp's decode gains nothing from hyper-threads."""
     return psutil.cpu_count(logical=False) or os.cpu_count() or 1
@@ -112,6 +127,9 @@ class LlamaSession:
         mparams = llama_cpp.llama_model_default_params()
         mparams.n_gpu_layers = options.n_gpu_layers
         mparams.load_mode = _load_mode(options)
+        self.extra_bufts = options.extra_bufts is not ExtraBufts.OFF
+        mparams.use_extra_bufts = self.extra_bufts
+        self._fault = injected_fault(self.extra_bufts)
         self.model = llama_cpp.llama_model_load_from_file(path.encode(), mparams)
         if not self.model:
             raise WorkerError(f"llama.cpp could not load {path}: {last_log_error()}")
@@ -155,6 +173,7 @@ class LlamaSession:
             chat_template=template.decode("utf-8", errors="replace") if template else None,
             system_info=llama_cpp.llama_print_system_info().decode(errors="replace"),
             pid=os.getpid(),
+            extra_bufts=self.extra_bufts,
         )
 
     def _special_text(self, token: int) -> str:
@@ -238,6 +257,8 @@ class LlamaSession:
         return keep
 
     def _decode(self, batch: llama_cpp.llama_batch) -> None:
+        if self._fault and batch.n_tokens >= 2:  # where llama.cpp's AMX kernels die
+            os.kill(os.getpid(), self._fault)
         status = llama_cpp.llama_decode(self.ctx, batch)
         if status != 0:
             raise WorkerError(f"llama_decode failed with status {status}: {last_log_error()}")

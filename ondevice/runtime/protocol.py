@@ -4,8 +4,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from enum import Enum
 
 from ..prompting import Message, PromptMode
+
+
+class ExtraBufts(str, Enum):
+    """llama.cpp's extra CPU buffer types: weights repacked for AVX2/AVX-512/NEON kernels, or routed
+    through AMX tiles. They speed up some types on many CPUs, and crash (SIGILL) on some AMX ones."""
+
+    AUTO = "auto"  # on, unless they have crashed on this machine with this build of llama.cpp
+    ON = "on"
+    OFF = "off"  # llama.cpp's --no-repack
 
 
 @dataclass(frozen=True)
@@ -21,6 +31,7 @@ class LoadOptions:
     flash_attn: str = "auto"  # auto | on | off
     use_mlock: bool = False  # pin the weights in RAM
     kv_cache_type: str = "f16"  # f32 | f16 | bf16 | q8_0 | q4_0 | ...
+    extra_bufts: ExtraBufts = ExtraBufts.AUTO  # the worker gets ON or OFF: the parent settles AUTO
 
 
 @dataclass(frozen=True)
@@ -71,6 +82,7 @@ class ModelFacts:
     chat_template: str | None
     system_info: str
     pid: int
+    extra_bufts: bool = True  # whether llama.cpp's extra CPU buffer types were on for this load
 
 
 @dataclass(frozen=True)

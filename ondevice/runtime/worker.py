@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import resource
 import signal
 import time
 from collections.abc import Iterable
@@ -32,6 +34,10 @@ def worker_main(conn: Connection, path: str, options: LoadOptions, cancel: Event
     os.dup2(log_fd, 2)
     # Ctrl-C reaches the whole process group; the parent turns it into `cancel` for this worker.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A crash reads as a message, not as a core file the size of the model in the current folder.
+    if os.environ.get("ONDEVICE_DEBUG", "") in ("", "0"):
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_CORE, (0, resource.getrlimit(resource.RLIMIT_CORE)[1]))
 
     from .llama_session import LlamaSession  # imported here: llama_cpp loads only in the worker
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,6 +19,24 @@ from .chat import ChatScreen
 from .compare import CompareScreen
 from .dialogs import HelpScreen
 from .picker import Choice, PickerScreen
+
+
+class NoticeHandler(logging.Handler):
+    """Library warnings (from any thread) as warning notices in the app."""
+
+    def __init__(self, app: App) -> None:
+        super().__init__(logging.WARNING)
+        self.app = app
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if threading.get_ident() == self.app._thread_id:
+            self.app.notify(message, severity="warning", timeout=15, markup=False)
+        else:
+            with contextlib.suppress(RuntimeError):  # the app has already stopped
+                self.app.call_from_thread(
+                    self.app.notify, message, severity="warning", timeout=15, markup=False
+                )
 
 
 class OndeviceApp(App):
@@ -47,8 +68,13 @@ class OndeviceApp(App):
         self.open_backends: list[Backend] = []  # every backend a column opened; all closed on exit
         # How the bench screen measures: the library with the session's load options (tests inject one).
         self.measurer = measurer or Measurer(options)
+        self._saved_handlers: list[logging.Handler] = []
 
     def on_mount(self) -> None:
+        # The library's warnings become notices; a handler writing to the terminal would draw over the UI.
+        logger = logging.getLogger("ondevice")
+        self._saved_handlers = logger.handlers[:]
+        logger.handlers = [NoticeHandler(self)]
         self.push_screen(CompareScreen())
 
     @property
@@ -110,5 +136,6 @@ class OndeviceApp(App):
         self.switch_screen(CompareScreen(carried))
 
     def on_unmount(self) -> None:
+        logging.getLogger("ondevice").handlers = self._saved_handlers
         for backend in self.open_backends:
             backend.close()

@@ -1,0 +1,118 @@
+"""Whether llama.cpp's extra CPU buffer types work on this machine, learned from crashes and kept.
+
+On some Intel CPUs with AMX, llama.cpp 0.3.36 routes quantized weights through AMX kernels that die
+by SIGILL on the first batch of two or more tokens. Loading with the extra buffer types off avoids it,
+at the cost of the repacked and AMX kernels. `auto` keeps them on until a worker dies that way, then
+records the verdict for this CPU and this build of llama.cpp, so later loads go straight to off.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import json
+import logging
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from ..atomic import write_text_atomic
+from ..hardware import cpu_signature
+from ..locations import state_dir
+from . import build
+from .protocol import ExtraBufts, LoadOptions
+
+log = logging.getLogger("ondevice.runtime")
+
+COST = "token generation loses llama.cpp's AMX and repacked kernels and can be slower"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Extra buffer types crashed a worker on this CPU with this build."""
+
+    cpu: str
+    build: str
+    recorded_at: str  # ISO 8601, UTC
+    reason: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _path() -> Path:
+    return state_dir() / "extra-bufts.json"
+
+
+def _key() -> str:
+    return hashlib.sha256(f"{cpu_signature()}\n{build.build_id()}".encode()).hexdigest()[:24]
+
+
+def _read_all() -> dict[str, Any]:
+    with contextlib.suppress(OSError, ValueError):
+        data = json.loads(_path().read_text(encoding="utf-8"))
+        if isinstance(data, dict):
+            return data
+    return {}
+
+
+def recorded() -> Verdict | None:
+    """The verdict for this CPU and build, if a crash was recorded."""
+    entry = _read_all().get(_key())
+    with contextlib.suppress(TypeError):
+        return Verdict(**entry) if isinstance(entry, dict) else None
+    return None
+
+
+def record_crash(reason: str) -> Verdict:
+    """Remember that extra buffer types crash here (a store that cannot be written only warns)."""
+    cpu = cpu_signature().split(" | ")[1]
+    now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    verdict = Verdict(cpu, build.build_id(), now, reason)
+    data = _read_all()
+    data[_key()] = verdict.as_dict()
+    try:
+        write_text_atomic(_path(), json.dumps(data, indent=2))
+    except OSError as exc:
+        log.warning("could not remember the verdict in %s: %s", _path(), exc)
+    return verdict
+
+
+def forget() -> bool:
+    """Drop this machine's verdict (after a rebuild or a fix); whether there was one."""
+    data = _read_all()
+    if data.pop(_key(), None) is None:
+        return False
+    write_text_atomic(_path(), json.dumps(data, indent=2))
+    return True
+
+
+def settle(options: LoadOptions) -> LoadOptions:
+    """The options a worker loads with: `auto` becomes on, or off once a crash was recorded here."""
+    if options.extra_bufts is not ExtraBufts.AUTO:
+        return options
+    return replace(options, extra_bufts=ExtraBufts.OFF if recorded() else ExtraBufts.ON)
+
+
+def use_extra_bufts(setting: ExtraBufts = ExtraBufts.AUTO) -> bool:
+    """Whether a load with `setting` turns them on here: for code that calls llama.cpp itself."""
+    return settle(LoadOptions(extra_bufts=setting)).extra_bufts is ExtraBufts.ON
+
+
+def status(setting: ExtraBufts = ExtraBufts.AUTO) -> dict[str, Any]:
+    """For `ondevice doctor`: the setting, what loads get, and why."""
+    verdict = recorded()
+    on = setting is ExtraBufts.ON or (setting is ExtraBufts.AUTO and verdict is None)
+    if setting is not ExtraBufts.AUTO:
+        why = f"set to {setting.value} (a profile or --extra-bufts)"
+    elif verdict:
+        why = f"off since {verdict.recorded_at}: {verdict.reason}; {COST}"
+    else:
+        why = "on: no crash recorded on this CPU with this build of llama.cpp"
+    return {
+        "setting": setting.value,
+        "effective": "on" if on else "off",
+        "why": why,
+        "verdict": verdict.as_dict() if verdict else None,
+    }
