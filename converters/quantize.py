@@ -11,7 +11,6 @@ import contextlib
 import multiprocessing as mp
 import os
 import re
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from ondevice.errors import OndeviceError
 from ondevice.gguf_file import GGUFSummary
 from ondevice.kinds import Kind
 from ondevice.refs import ResolvedModel, resolve
+from ondevice.runtime.lifeline import exit_with_parent, log_file
 from ondevice.store import Manifest, Store, check_name, describe, sha256_file
 
 __all__ = [
@@ -154,6 +154,7 @@ def is_quantized(summary: GGUFSummary) -> bool:
 
 def _child_quantize(src: str, dst: str, ftype: int, allow_requantize: bool, threads: int, log: str) -> None:
     """Runs in a spawned process: llama.cpp's log goes to `log`, the exit code says how it went."""
+    exit_with_parent()  # a killed ondevice must not leave a quantizer writing on
     log_file = open(log, "a", buffering=1, encoding="utf-8")  # noqa: SIM115 - lives as long as the process
     os.dup2(log_file.fileno(), 2)  # llama.cpp's own fprintf(stderr) as well as its log callback
     import sys
@@ -194,9 +195,8 @@ def quantize_file(
     on_bytes: Callable[[int], None] | None = None,
 ) -> int:
     """Quantize `src` into `dst` in a child process; return how many tensors fell back to another type."""
-    fd, log_name = tempfile.mkstemp(prefix="ondevice-quantize-", suffix=".log")
-    os.close(fd)
-    log = Path(log_name)
+    log = log_file("quantize")
+    log_name = str(log)
     ctx = mp.get_context("spawn")
     child = ctx.Process(
         target=_child_quantize,

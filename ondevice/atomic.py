@@ -22,7 +22,7 @@ def partial_path(final: Path) -> Path:
     return final.with_name(f".{final.name}.{os.getpid()}{PARTIAL_SUFFIX}")
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     if pid <= 0:  # os.kill(0, ...) would signal our own process group
         return False
     try:
@@ -41,7 +41,7 @@ def remove_stale_partials(directory: Path) -> list[Path]:
         return removed
     for candidate in directory.glob(f".*{PARTIAL_SUFFIX}"):
         pid_text = candidate.name[: -len(PARTIAL_SUFFIX)].rsplit(".", 1)[-1]
-        if pid_text.isdigit() and not _pid_alive(int(pid_text)):
+        if pid_text.isdigit() and not pid_alive(int(pid_text)):
             candidate.unlink(missing_ok=True)
             removed.append(candidate)
     return removed

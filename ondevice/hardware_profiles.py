@@ -56,7 +56,9 @@ class HardwareProfile:
     description: str = field(default="", metadata=doc("One line saying which machines this is for."))
     threads: int = field(
         default=0,
-        metadata=doc("CPU threads for prompt and generation; 0 means one per physical core.", minimum=0),
+        metadata=doc(
+            "CPU threads for prompt and generation; 0 means one per physical core.", minimum=0, maximum=512
+        ),
     )
     gpu_layers: int = field(
         default=0,

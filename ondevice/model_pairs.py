@@ -37,8 +37,8 @@ QUANT_LEVELS = (
 class Architecture:
     """The shape of the model, as its config.json (and GGUF header) states it; sizes memory estimates."""
 
-    parameters: int = field(metadata=doc("Parameter count, embeddings included.", minimum=1))
-    layers: int = field(metadata=doc("Transformer blocks (block_count).", minimum=1))
+    parameters: int = field(metadata=doc("Parameter count, embeddings included.", minimum=1, maximum=10**13))
+    layers: int = field(metadata=doc("Transformer blocks (block_count).", minimum=1, maximum=4096))
     embedding: int = field(metadata=doc("Hidden width (embedding_length).", minimum=1))
     feed_forward: int = field(metadata=doc("Width of the MLP (feed_forward_length).", minimum=1))
     heads: int = field(metadata=doc("Attention heads.", minimum=1))

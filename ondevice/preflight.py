@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import OndeviceError
+from .errors import GGUFError, OndeviceError
 from .gguf_file import GGUFSummary
 from .hardware import Hardware
 from .runtime.protocol import LoadOptions
@@ -98,14 +98,30 @@ class ModelShape:
         def value(key: str, default: Any = None) -> Any:
             return summary.metadata.get(f"{arch}.{key}", default)
 
-        n_layer = int(value("block_count", 0))
-        n_embd = int(value("embedding_length", 0))
+        def number(key: str, default: Any = 0, limit: int = LIMITS["size"]) -> int:
+            raw = value(key, default)
+            try:
+                return bounded(f"{arch}.{key}", _first(raw) if isinstance(raw, (list, tuple)) else raw, limit)
+            except ShapeError as exc:
+                raise GGUFError(f"{summary.path}: {exc}") from None
+
+        # Every number is bounded before anything is sized by it: a 320-byte file may claim 2^31 layers.
+        n_layer = number("block_count", 0, LIMITS["layers"])
+        n_embd = number("embedding_length")
+        number("attention.head_count", 1, LIMITS["heads"])
+        number("attention.head_count_kv", 1, LIMITS["heads"])
         n_head = _per_layer(value("attention.head_count", 1), n_layer)
         kv_heads = _per_layer(value("attention.head_count_kv", n_head), n_layer)
         head_dim = n_embd // max(n_head) if n_head and max(n_head) else 0
-        n_vocab = value("vocab_size") or _token_count(summary)
-        window = int(value("attention.sliding_window", 0) or 0)
-        pattern = int(value("attention.sliding_window_pattern", 0) or SWA_PATTERNS.get(arch, 0))
+        n_vocab = (
+            number("vocab_size", None, LIMITS["vocab"]) if value("vocab_size") else _token_count(summary)
+        )
+        window = number("attention.sliding_window", 0)
+        pattern = number("attention.sliding_window_pattern", 0, LIMITS["layers"]) or SWA_PATTERNS.get(arch, 0)
+        number("feed_forward_length", 4 * n_embd)
+        number("attention.key_length", head_dim)
+        number("attention.value_length", head_dim)
+        number("context_length", 0)
         return cls(
             n_layer=n_layer,
             n_embd=n_embd,
@@ -122,6 +138,7 @@ class ModelShape:
     @classmethod
     def from_architecture(cls, arch: Any) -> ModelShape:
         """From a model-pair profile's [architecture] table (``model_pairs.Architecture``)."""
+        bounded("layers", arch.layers, LIMITS["layers"])
         return cls(
             n_layer=arch.layers,
             n_embd=arch.embedding,
@@ -403,10 +420,27 @@ def _pad(n: int) -> int:
     return -(-n // KV_PAD) * KV_PAD
 
 
+class ShapeError(OndeviceError):
+    """A model's shape (from a GGUF header, a profile or a checkpoint) holds an impossible number."""
+
+
+# Far above any real model, far below what would exhaust memory when something is sized by them.
+LIMITS = {"layers": 4096, "heads": 65536, "vocab": 1 << 24, "size": 2**31 - 1}
+
+
+def bounded(what: str, value: Any, limit: int) -> int:
+    """`value` as a non-negative int of at most `limit`, else ShapeError saying which number is wrong."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:  # NaN
+        raise ShapeError(f"{what} is {value!r}, not a number")
+    if not 0 <= value <= limit:
+        raise ShapeError(f"{what} is {value}, outside 0 .. {limit}")
+    return int(value)
+
+
 def _per_layer(value: Any, n_layer: int) -> tuple[int, ...]:
     if isinstance(value, (list, tuple)):
-        return tuple(int(v) for v in value[:n_layer])
-    return (int(value),) * n_layer
+        return tuple(bounded("a per-layer head count", v, LIMITS["heads"]) for v in value[:n_layer])
+    return (bounded("a head count", value, LIMITS["heads"]),) * n_layer
 
 
 def _first(value: Any) -> int:

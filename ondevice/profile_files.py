@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 import sys
 import types
@@ -39,9 +40,19 @@ class ProfileError(OndeviceError):
     """A profile file is missing, is not TOML, or does not match its schema."""
 
 
-def doc(text: str, *, choices: tuple[str, ...] = (), minimum: int | None = None, size: bool = False) -> dict:
-    """Field metadata: its documentation, and the checks beyond its type."""
-    return {"doc": text, "choices": choices, "minimum": minimum, "size": size}
+INT32_MAX = 2**31 - 1  # llama.cpp takes these numbers as C ints: a larger one would wrap
+
+
+def doc(
+    text: str,
+    *,
+    choices: tuple[str, ...] = (),
+    minimum: int | None = None,
+    maximum: int = INT32_MAX,
+    size: bool = False,
+) -> dict:
+    """Field metadata: its documentation, and the checks beyond its type (every integer has a maximum)."""
+    return {"doc": text, "choices": choices, "minimum": minimum, "maximum": maximum, "size": size}
 
 
 INTERNAL: dict = {"internal": True}  # set by the loader, never by the file
@@ -196,8 +207,16 @@ def _check(hint: Any, value: Any, meta: Any, where: _Where, table: tuple[str, ..
         if choices and item not in choices:
             raise where.error(table, key, f"{item!r} is not one of {', '.join(choices)}")
     minimum = meta.get("minimum")
-    if minimum is not None and isinstance(checked, int) and checked < minimum:
-        raise where.error(table, key, f"{checked} is below the minimum {minimum}")
+    for item in checked if isinstance(checked, tuple) else (checked,):
+        if isinstance(item, float) and not math.isfinite(item):
+            raise where.error(table, key, f"{item} is not a finite number")
+        if not isinstance(item, int) or isinstance(item, bool):
+            continue
+        if minimum is not None and item < minimum:
+            raise where.error(table, key, f"{item} is below the minimum {minimum}")
+        maximum = meta.get("maximum", INT32_MAX)
+        if item > maximum:
+            raise where.error(table, key, f"{item} is above the maximum {maximum}")
     if meta.get("size"):
         from .preflight import parse_size  # here: preflight imports this module
 

@@ -7,9 +7,14 @@ conversation a plain transcript frame that ends where the assistant's reply shou
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
+from typing import Any
 
 import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -35,31 +40,84 @@ class Message:
 TRANSCRIPT_STOPS = ("\nUser:", "\nSystem:")
 
 
+# A real chat template renders in milliseconds into about the size of its messages. One from a model
+# file may loop for hours or build gigabytes: rendering stops at these budgets.
+RENDER_SECONDS = 5.0
+RENDER_MAX_CHARS = 8_000_000
+
+
+class _OverBudget(Exception):
+    pass
+
+
 def _raise_exception(message: str) -> None:
     raise jinja2.TemplateError(message)
 
 
+class _BudgetedSandbox(ImmutableSandboxedEnvironment):
+    """The immutable sandbox, with `*` and `**` checked before they build a huge string or number."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "*":
+            for seq, times in ((left, right), (right, left)):
+                sized = isinstance(seq, (str, list, tuple)) and isinstance(times, int)
+                if sized and len(seq) * max(times, 0) > RENDER_MAX_CHARS:
+                    raise _OverBudget(f"it builds a sequence of {len(seq) * times:,} items")
+        if operator == "**" and isinstance(right, (int, float)) and abs(right) > 1000:
+            raise _OverBudget(f"it raises a number to the power {right}")
+        return super().call_binop(context, operator, left, right)
+
+
 def _environment() -> ImmutableSandboxedEnvironment:
-    env = ImmutableSandboxedEnvironment(
-        trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined
-    )
+    env = _BudgetedSandbox(trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
     env.globals["raise_exception"] = _raise_exception
     env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
     return env
 
 
+@contextlib.contextmanager
+def _time_budget(seconds: float) -> Iterator[None]:
+    """Interrupt the block after `seconds` (on the main thread, where model workers render; other
+    threads rely on the output and operator budgets)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_alarm(signum: int, frame: Any) -> None:
+        raise _OverBudget(f"it ran for over {seconds:g} s")
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 def render_chat_template(
     template: str, messages: list[Message], bos_token: str = "", eos_token: str = ""
 ) -> str:
-    """Render a model's chat template with the generation prompt appended."""
+    """Render a model's chat template with the generation prompt appended, within the budgets."""
     try:
-        compiled = _environment().from_string(template)
-        return compiled.render(
-            messages=[m.as_dict() for m in messages],
-            add_generation_prompt=True,
-            bos_token=bos_token,
-            eos_token=eos_token,
-        )
+        with _time_budget(RENDER_SECONDS):
+            compiled = _environment().from_string(template)
+            parts, size = [], 0
+            for part in compiled.generate(
+                messages=[m.as_dict() for m in messages],
+                add_generation_prompt=True,
+                bos_token=bos_token,
+                eos_token=eos_token,
+            ):
+                size += len(part)
+                if size > RENDER_MAX_CHARS:
+                    raise _OverBudget(f"its output passed {RENDER_MAX_CHARS:,} characters")
+                parts.append(part)
+            return "".join(parts)
+    except _OverBudget as exc:
+        raise PromptError(f"the model's chat template was stopped: {exc}") from None
     except jinja2.TemplateError as exc:
         raise PromptError(f"the model's chat template failed: {exc}") from None
     except Exception as exc:  # the template comes from a model file: any failure of it is the file's

@@ -90,6 +90,16 @@ def resolve(ref: str, store: Store | None = None, progress: ProgressFn | None = 
     return _from_store(ref, store, name, quant or None)
 
 
+def verify(model: ResolvedModel, store: Store | None = None) -> bool:
+    """Check a stored model's file against its manifest's size and sha256 (raises StoreError when it
+    changed); False for a model outside the store, which has nothing to check against."""
+    if model.manifest is None:
+        return False
+    store = store or Store()
+    store.verify(store.find(model.manifest.name, model.manifest.quant))
+    return True
+
+
 def _from_store(ref: str, store: Store, name: str, quant: str | None) -> ResolvedModel:
     try:
         entry = store.find(name, quant)
@@ -100,6 +110,7 @@ def _from_store(ref: str, store: Store, name: str, quant: str | None) -> Resolve
         close = difflib.get_close_matches(name, known, n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else f"; known: {', '.join(known)}"
         raise UnknownReferenceError(f"unknown model reference {ref!r}{hint}") from exc
+    store.verify(entry, full=False)  # a replaced file is caught here; sha256 where it matters (verify)
     summary = read_gguf(entry.path)
     manifest = entry.manifest
     return ResolvedModel(

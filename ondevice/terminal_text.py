@@ -23,3 +23,15 @@ def plain_text(text: str) -> Text:
     """`text` for a Rich or Textual widget, shown as written: "[" is not markup (a model named "[/b]"
     would break a table or a screen) and control characters are visible."""
     return Text(visible_controls(text))
+
+
+def valid_utf8(text: str) -> tuple[str, bool]:
+    """`text` with bytes that were not UTF-8 (which Python keeps as lone surrogates in argv and
+    terminal input) replaced by U+FFFD, and whether anything was replaced."""
+    try:
+        text.encode("utf-8")
+        return text, False
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace").encode(
+            "utf-8", "replace"
+        ).decode("utf-8"), True

@@ -44,7 +44,8 @@ def add(store: Store, name: str = "tiny", quant: str = "Q8_0", **kwargs):
 
 
 def files_in(directory: Path) -> set[str]:
-    return {p.name for p in directory.iterdir()}
+    """The files in a model's directory; none when a failed first write removed the directory too."""
+    return {p.name for p in directory.iterdir()} if directory.exists() else set()
 
 
 def dead_pid() -> int:
@@ -242,17 +243,22 @@ def test_remove_unknown(store: Store) -> None:
     assert len(store.entries()) == 1
 
 
-def test_remove_keeps_a_live_writers_partial(store: Store) -> None:
-    """Removing a model's last file while another quant of it is being written must not delete the
-    writer's partial file (remove() deletes the directory when only dot-files are left in it)."""
+def test_remove_while_the_model_is_being_written_is_refused_and_the_writer_finishes(store: Store) -> None:
+    """Writers and rm of one model take turns under its lock: rm does not wait forever behind a
+    long write, it says so; the writer's partial file is never touched."""
     add(store, quant="Q8_0")
+    refused: list[str] = []
 
     def write_while_removing(partial: Path) -> None:
         write_tiny_gguf(partial)
-        store.remove("tiny", "Q8_0")
+        with pytest.raises(StoreError, match="being written") as caught:
+            store.remove("tiny", "Q8_0")
+        refused.append(str(caught.value))
+        assert partial.is_file()
 
     entry = store.add("tiny", "F16", write_while_removing, 10_000, manifest_for)
-    assert entry.path.is_file()
+    assert entry.path.is_file() and refused
+    store.remove("tiny", "Q8_0")
     assert [e.manifest.ref for e in store.entries()] == ["tiny:F16"]
 
 

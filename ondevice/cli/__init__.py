@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 
 import click
 
@@ -75,5 +76,11 @@ cli.add_command(profiles.profiles)
 cli.add_command(doctor.doctor)
 
 
+def _terminate(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main() -> None:
+    # SIGTERM unwinds like Ctrl-C: workers and partial files are cleaned up on the way out.
+    signal.signal(signal.SIGTERM, _terminate)
     cli()

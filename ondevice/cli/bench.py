@@ -6,7 +6,7 @@ import click
 
 from ..measure.bench import BenchSettings, run_bench
 from ..measure.runs import save_run
-from .common import load_plan, note, print_json, resolve_with_progress
+from .common import INT32_MAX, load_plan, note, print_json, resolve_with_progress
 from .measuring import load_options_without, parse_threads, step_progress
 
 
@@ -15,7 +15,7 @@ from .measuring import load_options_without, parse_threads, step_progress
 @click.option(
     "-p",
     "--n-prompt",
-    type=click.IntRange(0),
+    type=click.IntRange(0, INT32_MAX),
     default=512,
     show_default=True,
     help="Prompt tokens (pp); 0 skips.",
@@ -23,7 +23,7 @@ from .measuring import load_options_without, parse_threads, step_progress
 @click.option(
     "-n",
     "--n-gen",
-    type=click.IntRange(0),
+    type=click.IntRange(0, INT32_MAX),
     default=128,
     show_default=True,
     help="Generated tokens (tg); 0 skips.",
@@ -31,7 +31,7 @@ from .measuring import load_options_without, parse_threads, step_progress
 @click.option(
     "-r",
     "--repetitions",
-    type=click.IntRange(1),
+    type=click.IntRange(1, INT32_MAX),
     default=5,
     show_default=True,
     help="Repetitions of each test.",
@@ -68,7 +68,7 @@ def bench(
     plan = load_plan(kwargs)
     settings = BenchSettings(n_prompt, n_gen, repetitions, threads, plan.options)
     settings.check()
-    models = [resolve_with_progress(ref) for ref in refs]
+    models = [resolve_with_progress(ref, verified=True) for ref in refs]
     for model in models:  # one at a time, so each has its own memory pre-flight
         plan.options_for(model)
     with step_progress() as progress:

@@ -6,11 +6,13 @@ import sys
 
 import click
 
+from ..errors import OndeviceError
 from ..prompting import Message
-from ..runtime.engine import WorkerModel, chat_turn
+from ..runtime.engine import WorkerDied, WorkerModel, chat_turn
 from ..runtime.protocol import Finished, TokenEvent
-from ..terminal_text import visible_controls
+from ..terminal_text import valid_utf8, visible_controls
 from .common import (
+    USER_TEXT,
     describe_model,
     generation_options,
     load_options,
@@ -29,7 +31,9 @@ HELP = (
 
 @click.command()
 @click.argument("ref")
-@click.option("--system", "system_prompt", default=None, help="System prompt for the conversation.")
+@click.option(
+    "--system", "system_prompt", type=USER_TEXT, default=None, help="System prompt for the conversation."
+)
 @click.option("--stats/--no-stats", default=True, help="Print a stats line after each answer.")
 @generation_options
 @load_options
@@ -55,7 +59,9 @@ def chat(ref: str, system_prompt: str | None, stats: bool, **kwargs) -> None:
                 click.echo()
                 note("(/exit or Ctrl-D leaves)")
                 continue
-            text = line.strip()
+            text, replaced = valid_utf8(line.strip())
+            if replaced:
+                note("that line had bytes that are not UTF-8; they were replaced with U+FFFD")
             if not text:
                 continue
             if text == "/exit":
@@ -103,5 +109,11 @@ def _answer(worker: WorkerModel, request) -> Finished | None:
     except KeyboardInterrupt:
         worker.cancel()
         finished = worker.drain()
+    except OndeviceError as exc:
+        if isinstance(exc, WorkerDied):
+            raise  # the model is gone: the session cannot go on
+        click.echo()
+        note(f"error: {visible_controls(str(exc))} (the conversation goes on)")
+        return None
     click.echo()
     return finished

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -27,9 +28,9 @@ from .. import hardware
 from ..hardware import Hardware
 from ..hardware_profiles import HardwareProfile, choose_profile, load_hardware_profile, resolve_load_options
 from ..preflight import check_memory, combined, estimate_for_model, require_fit
-from ..refs import ResolvedModel, resolve
+from ..refs import ResolvedModel, resolve, verify
 from ..runtime.protocol import ExtraBufts, GenerationParams, GenerationStats, LoadOptions
-from ..terminal_text import plain_text
+from ..terminal_text import plain_text, valid_utf8
 from ..units import format_bytes
 
 err_console = Console(stderr=True, highlight=False)
@@ -41,7 +42,7 @@ def generation_options(func: Callable) -> Callable:
         click.option(
             "-n",
             "--max-tokens",
-            type=click.IntRange(1),
+            type=click.IntRange(1, INT32_MAX),
             default=256,
             show_default=True,
             help="Most tokens to generate.",
@@ -49,15 +50,19 @@ def generation_options(func: Callable) -> Callable:
         click.option(
             "-t",
             "--temperature",
-            type=click.FloatRange(0),
+            type=FiniteFloatRange(0),
             default=0.8,
             show_default=True,
             help="Sampling temperature; 0 is greedy.",
         ),
-        click.option("--top-p", type=click.FloatRange(0, 1), default=0.95, show_default=True),
-        click.option("--top-k", type=click.IntRange(0), default=40, show_default=True, help="0 disables."),
+        click.option("--top-p", type=FiniteFloatRange(0, 1), default=0.95, show_default=True),
+        click.option(
+            "--top-k", type=click.IntRange(0, INT32_MAX), default=40, show_default=True, help="0 disables."
+        ),
         click.option("--seed", type=int, default=None, help="Seed for sampling (random when unset)."),
-        click.option("--stop", multiple=True, help="Stop when this text appears (repeatable)."),
+        click.option(
+            "--stop", type=USER_TEXT, multiple=True, help="Stop when this text appears (repeatable)."
+        ),
         click.option("--ignore-eos", is_flag=True, help="Keep generating past end-of-text (for measuring)."),
     ]
     for decorator in reversed(decorators):
@@ -75,26 +80,26 @@ def load_options(func: Callable) -> Callable:
         click.option(
             "--ctx",
             "n_ctx",
-            type=click.IntRange(16),
+            type=click.IntRange(16, INT32_MAX),
             default=None,
             help="Context size in tokens [default: from the profile, 4096 on a CPU laptop].",
         ),
         click.option(
             "--threads",
-            type=click.IntRange(1),
+            type=click.IntRange(1, MAX_THREADS),
             default=None,
             help="CPU threads [default: from the profile; physical cores].",
         ),
         click.option(
             "--gpu-layers",
-            type=int,
+            type=click.IntRange(-1, INT32_MAX),
             default=None,
             help="Layers to offload to the GPU; -1 for all [default: from the profile].",
         ),
         click.option(
             "--batch",
             "n_batch",
-            type=click.IntRange(1),
+            type=click.IntRange(1, INT32_MAX),
             default=None,
             help="Prompt batch size [default: from the profile, 512].",
         ),
@@ -127,6 +132,36 @@ def load_options(func: Callable) -> Callable:
     for decorator in reversed(decorators):
         func = decorator(func)
     return func
+
+
+INT32_MAX = 2**31 - 1  # llama.cpp takes these as C ints: a larger number would wrap around
+MAX_THREADS = 512  # GGML_MAX_N_THREADS
+
+
+class FiniteFloatRange(click.FloatRange):
+    """A float range that also refuses NaN and infinities (which slip through plain comparisons)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
+class UserText(click.ParamType):
+    """Text from the command line, with bytes that are not UTF-8 replaced (and a note saying so)."""
+
+    name = "text"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        text, replaced = valid_utf8(str(value))
+        if replaced:
+            what = param.human_readable_name if param is not None else "text"
+            note(f"{what} had bytes that are not UTF-8; they were replaced with U+FFFD")
+        return text
+
+
+USER_TEXT = UserText()
 
 
 def params_from(kwargs: dict[str, Any]) -> GenerationParams:
@@ -227,10 +262,14 @@ def byte_progress(description: str) -> Iterator[Callable[[int, int], None]]:
             progress.stop()
 
 
-def resolve_with_progress(ref: str) -> ResolvedModel:
-    """Resolve a reference, showing a progress bar if a bundled model has to be assembled first."""
+def resolve_with_progress(ref: str, verified: bool = False) -> ResolvedModel:
+    """Resolve a reference, showing a progress bar if a bundled model has to be assembled first;
+    with `verified`, a stored model's sha256 is checked against its manifest too."""
     with byte_progress(f"preparing {ref}") as progress:
-        return resolve(ref, progress=progress)
+        model = resolve(ref, progress=progress)
+    if verified:
+        verify(model)
+    return model
 
 
 def print_json(data: Any) -> None:

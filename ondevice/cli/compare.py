@@ -11,6 +11,7 @@ from ..generate import RunResult, run_prompt
 from ..terminal_text import plain_text
 from ..units import format_bytes
 from .common import (
+    USER_TEXT,
     describe_model,
     generation_options,
     load_options,
@@ -24,11 +25,17 @@ from .common import (
 
 @click.command()
 @click.argument("refs", nargs=-1, required=True)
-@click.option("--prompt", "-p", default=None, help="The prompt every model answers (needed with --plain).")
+@click.option(
+    "--prompt",
+    "-p",
+    type=USER_TEXT,
+    default=None,
+    help="The prompt every model answers (needed with --plain).",
+)
 @click.option("--plain", is_flag=True, help="Print the answers side by side instead of opening the UI.")
 @generation_options
 @load_options
-@click.option("--system", default=None, help="System prompt for the instruct models.")
+@click.option("--system", type=USER_TEXT, default=None, help="System prompt for the instruct models.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list, one object per model.")
 def compare(
     refs: tuple[str, ...], prompt: str, plain: bool, system: str | None, as_json: bool, **kwargs

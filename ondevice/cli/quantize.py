@@ -9,7 +9,7 @@ from converters.quantize import DEFAULT_LADDER, QuantizeProgress
 from converters.quantize import quantize as quantize_ladder
 
 from ..units import format_bytes
-from .common import err_console, note, print_json, resolve_with_progress
+from .common import MAX_THREADS, err_console, note, print_json, resolve_with_progress
 
 
 @click.command()
@@ -22,7 +22,9 @@ from .common import err_console, note, print_json, resolve_with_progress
 )
 @click.option("--allow-requantize", is_flag=True, help="Quantize a source that is already quantized.")
 @click.option("--name", default=None, help="Store name for the outputs [default: the source's name].")
-@click.option("--threads", type=click.IntRange(1), default=None, help="Quantizer threads [default: all].")
+@click.option(
+    "--threads", type=click.IntRange(1, MAX_THREADS), default=None, help="Quantizer threads [default: all]."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def quantize(
     ref: str, levels: str, allow_requantize: bool, name: str | None, threads: int | None, as_json: bool

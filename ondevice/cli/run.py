@@ -11,6 +11,7 @@ from ..runtime.engine import Event
 from ..runtime.protocol import TokenEvent
 from ..terminal_text import visible_controls
 from .common import (
+    USER_TEXT,
     describe_model,
     generation_options,
     load_options,
@@ -25,10 +26,15 @@ from .common import (
 
 @click.command()
 @click.argument("ref")
-@click.argument("prompt")
+@click.argument("prompt", type=USER_TEXT)
 @generation_options
 @load_options
-@click.option("--system", default=None, help="System prompt (instruct models; a base model gets PROMPT raw).")
+@click.option(
+    "--system",
+    type=USER_TEXT,
+    default=None,
+    help="System prompt (instruct models; a base model gets PROMPT raw).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (text included) at the end.")
 def run(ref: str, prompt: str, system: str | None, as_json: bool, **kwargs) -> None:
     """Stream one answer to PROMPT from REF, then a stats line.

@@ -10,10 +10,11 @@ import contextlib
 import logging
 import multiprocessing as mp
 import os
+import re
 import signal
 import sys
-import tempfile
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import replace
@@ -25,6 +26,7 @@ from ..errors import PromptError, WorkerError
 from ..kinds import Kind
 from ..prompting import TRANSCRIPT_STOPS, Message, PromptMode
 from . import build, extra_bufts
+from .lifeline import log_file
 from .protocol import (
     BenchRequest,
     BenchTiming,
@@ -141,6 +143,8 @@ class WorkerDied(WorkerError):
 # How llama.cpp's extra-buffer CPU kernels die where they break: SIGILL on an instruction the process may
 # not run, or a general protection fault (SIGSEGV) on a bad tile configuration.
 CPU_FAULTS = ("SIGILL", "SIGSEGV", "SIGBUS")
+_BUILD_PATH = re.compile(r"\S*/vendor/llama\.cpp/")
+STOP_GRACE_S = 10.0  # how long a cancelled answer may take to end before its worker is killed
 _announced: set[str] = set()  # builds whose fallback notice this process gave already
 _announce_lock = threading.Lock()  # views open several models at once, each from its own thread
 
@@ -175,8 +179,7 @@ class WorkerModel(Backend):
         """Spawn a worker with self.options and wait for it to load the model."""
         ctx = mp.get_context("spawn")
         self._conn, child = ctx.Pipe()
-        fd, self._log_path = tempfile.mkstemp(prefix="ondevice-worker-", suffix=".log")
-        os.close(fd)
+        self._log_path = str(log_file("worker"))
         from .worker import worker_main
 
         with _file_backed_stdio():
@@ -252,11 +255,13 @@ class WorkerModel(Backend):
                 extra_bufts.COST,
             )
 
-    def _recv(self, doing: str) -> object:
+    def _recv(self, doing: str, deadline: float | None = None) -> object:
         while True:
             try:
                 if self._conn.poll(0.25):
                     return self._conn.recv()
+                if deadline is not None and time.monotonic() > deadline:
+                    self.process.kill()  # it ignored a cancel for too long: end it
                 if self.process.is_alive() or self._conn.poll(0):
                     continue
             except (EOFError, OSError):
@@ -281,7 +286,8 @@ class WorkerModel(Backend):
         with contextlib.suppress(OSError):
             lines = [line.strip() for line in Path(self._log_path).read_text(errors="replace").splitlines()]
             lines = [line for line in lines if line]
-            return lines[-1][:300] if lines else ""
+            # Asserts name the build folder: ".../vendor/llama.cpp/src/a.cpp:1" -> "llama.cpp/src/a.cpp:1"
+            return _BUILD_PATH.sub("llama.cpp/", lines[-1])[:300] if lines else ""
         return ""
 
     def _send(self, request: object, doing: str) -> None:
@@ -358,11 +364,15 @@ class WorkerModel(Backend):
         if not self._busy:
             stopped, self._stopped = self._stopped, None
             return stopped
-        while True:
-            event = self._recv("stopping")
-            if isinstance(event, (Finished, Failed)):
-                self._busy = False
-                return event if isinstance(event, Finished) else None
+        deadline = time.monotonic() + STOP_GRACE_S
+        try:
+            while True:
+                event = self._recv("stopping", deadline)
+                if isinstance(event, (Finished, Failed)):
+                    self._busy = False
+                    return event if isinstance(event, Finished) else None
+        except WorkerDied:
+            return None  # it did not stop in time and was ended (a later request reports that)
 
     def cancel(self) -> None:
         self._cancel.set()

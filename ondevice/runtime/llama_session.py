@@ -192,7 +192,7 @@ class LlamaSession:
     # -- tokens -------------------------------------------------------------------------------
 
     def tokenize(self, text: str, add_special: bool, parse_special: bool) -> list[int]:
-        data = text.encode("utf-8")
+        data = text.encode("utf-8", "replace")  # a lone surrogate becomes "?", never a dead worker
         capacity = len(data) + 8
         tokens = (llama_cpp.llama_token * capacity)()
         n = llama_cpp.llama_tokenize(

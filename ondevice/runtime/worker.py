@@ -12,6 +12,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.synchronize import Event
 
 from ..errors import OndeviceError, PromptError
+from .lifeline import exit_with_parent
 from .protocol import (
     BenchRequest,
     DetokenizeRequest,
@@ -29,15 +30,20 @@ from .protocol import (
 
 def worker_main(conn: Connection, path: str, options: LoadOptions, cancel: Event, log_path: str) -> None:
     """Load the model, report its facts, then serve requests until the parent closes the pipe."""
+    exit_with_parent()
     # llama.cpp writes asserts straight to fd 2: keep them in a file the parent reads after a crash.
+    # Nothing of the worker's goes to the parent's stdout either (it may be a --json answer).
     log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     os.dup2(log_fd, 2)
+    os.dup2(log_fd, 1)
     # Ctrl-C reaches the whole process group; the parent turns it into `cancel` for this worker.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # A crash reads as a message, not as a core file the size of the model in the current folder.
     if os.environ.get("ONDEVICE_DEBUG", "") in ("", "0"):
         with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_CORE, (0, resource.getrlimit(resource.RLIMIT_CORE)[1]))
+        # On abort() ggml attaches gdb to print a backtrace: its 60 lines say nothing to a user.
+        os.environ.setdefault("GGML_NO_BACKTRACE", "1")
 
     from .llama_session import LlamaSession  # imported here: llama_cpp loads only in the worker
 

@@ -1,0 +1,198 @@
+"""Nothing hangs and nothing is left behind: children die with their parent, templates have a budget,
+a killed run's leftovers are swept, and bad numbers or bytes from the user are one clear line."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+from cli_helpers import invoke, one_error_line
+from conftest import SMOL
+from gguf_samples import header_layout, put_u32
+
+from ondevice import prompting
+from ondevice.errors import PromptError
+from ondevice.prompting import Message, render_chat_template
+from ondevice.runtime import lifeline
+
+
+def ondevice(*args: str, home: Path, **kwargs) -> subprocess.Popen:
+    env = {**os.environ, "ONDEVICE_HOME": str(home), "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "ondevice", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        **kwargs,
+    )
+
+
+def children_when(proc: subprocess.Popen, name_part: str, timeout: float = 60) -> list[psutil.Process]:
+    """Wait until `proc` has a child whose command line contains `name_part`; return those children."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = [
+            c for c in psutil.Process(proc.pid).children(recursive=True) if name_part in " ".join(c.cmdline())
+        ]
+        if found:
+            return found
+        if proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    raise AssertionError(f"no {name_part!r} child appeared")
+
+
+def gone(processes: list[psutil.Process], timeout: float = 10) -> bool:
+    _, alive = psutil.wait_procs(processes, timeout=timeout)
+    return not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE]
+
+
+# -- 3. a template cannot hang a run -----------------------------------------------------------------
+
+
+def test_a_template_that_loops_forever_is_stopped_by_its_time_budget(monkeypatch):
+    monkeypatch.setattr(prompting, "RENDER_SECONDS", 0.5)
+    nested = "{% for i in range(99999) %}{% for j in range(99999) %}{% endfor %}{% endfor %}"
+    started = time.monotonic()
+    with pytest.raises(PromptError, match=r"stopped: it ran for over 0\.5 s"):
+        render_chat_template(nested, [Message("user", "hi")])
+    assert time.monotonic() - started < 3
+
+
+def test_a_template_that_builds_gigabytes_is_stopped_before_it_allocates():
+    for template, reason in [
+        ("{{ 'x' * 1000000000 }}", "builds a sequence"),
+        ("{% for i in range(99999) %}{% for j in range(9999) %}0123456789{% endfor %}{% endfor %}", "output"),
+        ("{{ 2 ** 100000000 }}", "power"),
+    ]:
+        with pytest.raises(PromptError, match=reason):
+            render_chat_template(template, [Message("user", "hi")])
+    ok = "{% for m in messages %}<{{ m.role }}>{{ m.content * 2 }}{% endfor %}"
+    assert render_chat_template(ok, [Message("user", "hi")]) == "<user>hihi"
+
+
+# -- 3, 4, 17. children die with their parent; their logs are swept -----------------------------------
+
+
+@pytest.mark.models
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
+def test_killing_run_ends_its_worker(models_home, sig):
+    proc = ondevice("run", SMOL, "Count to ten thousand:", "-n", "100000", "--ignore-eos", home=models_home)
+    try:
+        workers = children_when(proc, "multiprocessing.spawn")
+        time.sleep(1.5)  # it is generating now
+        proc.send_signal(sig)
+        proc.wait(timeout=20)
+        assert gone(workers), "the model worker outlived its parent"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    if sig == signal.SIGTERM:
+        assert proc.returncode == 128 + signal.SIGTERM
+        assert b"Traceback" not in proc.stderr.read()
+    # A log left by a killed run is swept by the next one.
+    left = list(Path(tempfile.gettempdir()).glob(f"ondevice-worker-{proc.pid}-*.log"))
+    lifeline.sweep_logs()
+    assert not any(p.exists() for p in left)
+
+
+@pytest.mark.models
+def test_sigkill_of_quantize_ends_the_quantizer_too(smol, isolated_home):
+    source = invoke("convert", SMOL, "--outtype", "f32", "--name", "big", "--json")
+    assert source.exit_code == 0, source.output
+    proc = ondevice("quantize", "big:F32", "--levels", "q4_k_m", "--threads", "1", home=isolated_home)
+    try:
+        quantizers = children_when(proc, "multiprocessing.spawn")
+        os.kill(proc.pid, signal.SIGKILL)  # the parent alone, as `kill -9 PID` does
+        proc.wait(timeout=10)
+        assert gone(quantizers), "the quantizer kept writing after its parent died"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    model_dir = isolated_home / "models" / "big"
+    assert not (model_dir / "Q4_K_M.gguf").exists()
+    again = invoke("quantize", "big:F32", "--levels", "q4_k_m", "--json")
+    assert again.exit_code == 0, again.output
+    assert not list(model_dir.glob(".*.partial"))
+    assert not list(Path(tempfile.gettempdir()).glob(f"ondevice-quantize-{proc.pid}-*.log"))
+
+
+# -- 9, 14. llama.cpp's failures: its reason, and nothing but our line on stdout -----------------------
+
+
+@pytest.mark.models
+def test_a_model_llama_cpp_refuses_prints_one_line_and_nothing_on_stdout(smol, tmp_path):
+    broken = tmp_path / "broken.gguf"
+    shutil.copyfile(smol.path, broken)
+    at = header_layout(broken).value_at["llama.block_count"]
+    broken.write_bytes(put_u32(broken.read_bytes(), at, 1000))
+    result = invoke("run", str(broken), "hi", "--json")
+    line = one_error_line(result)
+    assert "llama.cpp" in line and result.stdout == ""
+    assert "gdb" not in result.output and "#0" not in result.output
+
+
+# -- 10, 11. numbers and bytes at the edge ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--temperature", "nan"],
+        ["--top-p", "nan"],
+        ["--temperature", "inf"],
+        ["--ctx", "4294967296"],
+        ["--threads", "1000000"],
+        ["--batch", "4294967312"],
+        ["-n", "99999999999"],
+    ],
+)
+def test_out_of_range_numbers_are_refused_at_the_edge(args):
+    result = invoke("run", "x.gguf", "hi", *args)
+    assert result.exit_code == 2 and "Invalid value" in result.output, result.output
+
+
+def test_a_profile_number_beyond_what_llama_cpp_holds_is_refused(isolated_home):
+    user = isolated_home / "profiles" / "hardware"
+    user.mkdir(parents=True)
+    (user / "wrap.toml").write_text("threads = 4294967298\n")
+    one_error_line(invoke("run", "x.gguf", "hi", "--profile", "wrap"), "threads", "maximum")
+
+
+@pytest.mark.models
+def test_a_prompt_with_bytes_that_are_not_utf8_is_answered_with_a_note(models_home):
+    env = {**os.environ, "ONDEVICE_HOME": str(models_home)}
+    done = subprocess.run(
+        [sys.executable, "-m", "ondevice", "run", SMOL, b"caf\xe9 \xff?", "-t", "0", "-n", "4", "--json"],
+        env=env,
+        capture_output=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    assert b"not UTF-8" in done.stderr
+    assert "caf\ufffd" in json.loads(done.stdout)["prompt_text"]
+
+
+@pytest.mark.models
+def test_chat_survives_a_line_that_is_not_utf8_and_an_error_turn(models_home):
+    env = {**os.environ, "ONDEVICE_HOME": str(models_home)}
+    lines = b"caf\xe9?\n" + ("word " * 2000).encode() + b"\nhi\n/exit\n"
+    done = subprocess.run(
+        [sys.executable, "-m", "ondevice", "chat", SMOL, "--ctx", "256", "-t", "0", "-n", "4"],
+        env=env,
+        input=lines,
+        capture_output=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    assert b"not UTF-8" in done.stderr and b"context" in done.stderr
+    assert done.stdout.count(b"you> ") >= 3
