@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -70,7 +71,10 @@ class SafetensorsFile:
     def __init__(self, path: Path) -> None:
         self.path = path
         try:
-            size = path.stat().st_size
+            info = path.stat()
+            if not stat.S_ISREG(info.st_mode):  # a FIFO or a device would block the read or never end
+                raise SafetensorsError(f"{path.name} is not a regular file")
+            size = info.st_size
             with open(path, "rb") as handle:
                 prefix = handle.read(8)
                 if len(prefix) < 8:
@@ -138,6 +142,18 @@ class SafetensorsFile:
         for (_, end, first), (start, _, second) in pairwise(spans):
             if start < end:
                 raise SafetensorsError(f"{self.path.name}: tensors {first!r} and {second!r} overlap")
+            if start > end:
+                raise SafetensorsError(
+                    f"{self.path.name}: {start - end} bytes between tensors {first!r} and {second!r} "
+                    "belong to no tensor (safetensors allows no holes)"
+                )
+        covered_from = spans[0][0] - self.data_start if spans else 0
+        covered_to = spans[-1][1] - self.data_start if spans else 0
+        if covered_from != 0 or covered_to != data_size:
+            raise SafetensorsError(
+                f"{self.path.name}: the tensors cover data bytes {covered_from}..{covered_to} of {data_size} "
+                "(safetensors allows no holes and no trailing bytes)"
+            )
         return refs
 
 

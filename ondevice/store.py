@@ -301,6 +301,20 @@ class Store:
             raise
         return StoreEntry(manifest, final)
 
+    def sweep(self) -> list[Path]:
+        """Delete what killed writers left (partial files whose process is gone) and model folders
+        left empty; return what was removed. Files of running writers are kept."""
+        removed: list[Path] = []
+        if not self.models.is_dir():
+            return removed
+        for directory in self.models.iterdir():
+            if directory.is_dir() and not directory.is_symlink() and _NAME.match(directory.name):
+                removed += remove_stale_partials(directory)
+                with contextlib.suppress(OSError):  # not empty: a model, or a live writer's partial
+                    directory.rmdir()
+                    removed.append(directory)
+        return removed
+
     def remove(self, name: str, quant: str | None = None) -> list[Path]:
         """Delete one file (NAME:QUANT) or every file of a model (NAME), broken ones included, with their
         manifests; return the GGUF paths removed (a manifest's where there was no GGUF). Only files the
@@ -308,6 +322,7 @@ class Store:
         directory = self.model_dir(name)
         if quant is not None:
             check_name(quant, "quantization name")
+        swept = [p for p in self.sweep() if p == directory or p.parent == directory]
         entries, broken = self.scan()
         stems = [e.manifest.quant for e in entries if e.manifest.name == name]
         stems += [b.quant for b in broken if b.name == name]
@@ -319,6 +334,8 @@ class Store:
                 raise UnknownReferenceError(f"{name} has no {quant} file; it has: {', '.join(stems)}")
             stems = matching
         if not stems:
+            if swept:  # only a killed writer's leftovers were there
+                return [p for p in swept if p != directory]
             raise UnknownReferenceError(f"no model named {name!r} in the store ({self.models})")
         removed = []
         with self.lock(name, wait=False):

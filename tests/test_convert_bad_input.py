@@ -220,3 +220,86 @@ def test_links_may_lead_only_inside_the_given_root(tmp_path):
         safe_child(snapshot, "model.safetensors")  # without the root, the blob is outside
     with pytest.raises(SafetensorsError, match="resolves outside"):
         safe_child(snapshot, "evil.safetensors", root=repo)
+
+
+# -- hardening: sizes, holes, completeness, values, ids, and files that are not files ------------------
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("num_hidden_layers", 10**9, "num_hidden_layers is 1000000000, outside 0 .. 4096"),
+        ("num_hidden_layers", "2", "num_hidden_layers is '2', not a number"),
+        ("num_attention_heads", 0, "num_attention_heads is 0; it must be at least 1"),
+        ("max_position_embeddings", 2**40, "max_position_embeddings is 1099511627776"),
+        ("vocab_size", -8, "vocab_size is -8"),
+        ("rms_norm_eps", float("nan"), "rms_norm_eps"),
+    ],
+)
+def test_impossible_config_numbers_are_one_line_before_any_allocation(tmp_path, key, value, message):
+    checkpoint(tmp_path, dict(CONFIG, **{key: value}))
+    started = time.monotonic()
+    line = refused("convert", str(tmp_path))
+    assert message in line and "internal error" not in line
+    assert time.monotonic() - started < 20
+
+
+def test_a_gap_or_trailing_bytes_in_the_data_are_refused(tmp_path):
+    directory = checkpoint(tmp_path / "gap")
+    path = directory / "model.safetensors"
+    path.write_bytes(path.read_bytes() + b"\0" * 4096)
+    assert "no trailing bytes" in refused("convert", str(directory))
+
+    def shift(header):
+        for info in header.values():
+            info["data_offsets"] = [o + 4 for o in info["data_offsets"]]
+
+    tensors = llama_tensors()
+    directory = checkpoint(tmp_path / "hole", tensors=tensors)
+    write_safetensors(directory / "model.safetensors", tensors, shift)
+    with open(directory / "model.safetensors", "ab") as handle:
+        handle.write(b"\0" * 4)  # the data is 4 bytes longer: the hole is at its start
+    assert "no holes" in refused("convert", str(directory))
+
+
+@pytest.mark.parametrize("dropped", ["model.norm.weight", "model.layers.0.mlp.down_proj.weight"])
+def test_a_checkpoint_missing_a_tensor_is_refused_before_anything_is_published(
+    tmp_path, isolated_home, dropped
+):
+    config = dict(CONFIG, num_hidden_layers=2)
+    tensors = llama_tensors(config)
+    tensors.update({k.replace("layers.0.", "layers.1."): v for k, v in tensors.items() if "layers.0." in k})
+    del tensors[dropped]
+    checkpoint(tmp_path, config, tensors)
+    line = refused("convert", str(tmp_path))
+    gguf_name = "output_norm.weight" if dropped == "model.norm.weight" else "blk.0.ffn_down.weight"
+    assert "lacks tensors llama.cpp needs" in line and gguf_name in line
+    assert Store().entries() == [] and not (isolated_home / "models" / tmp_path.name).exists()
+
+
+def test_non_finite_weights_are_refused_naming_the_tensor(tmp_path, isolated_home):
+    tensors = llama_tensors()
+    tensors["model.layers.0.mlp.up_proj.weight"][3, 5] = np.nan
+    checkpoint(tmp_path, tensors=tensors)
+    line = refused("convert", str(tmp_path))
+    assert "model.layers.0.mlp.up_proj.weight" in line and "1 NaN or infinite" in line
+    assert Store().entries() == []
+
+
+@pytest.mark.parametrize(
+    "added",
+    [[{"id": -5, "content": "<evil>"}], [{"id": "3", "content": "x"}], [{"id": True, "content": "x"}]],
+)
+def test_token_ids_out_of_range_are_refused(tmp_path, added):
+    directory = checkpoint(tmp_path)
+    (directory / "tokenizer.json").write_text(json.dumps(dict(TOKENIZER, added_tokens=added)))
+    assert "token ids that are not ids" in refused("convert", str(directory))
+
+
+def test_a_fifo_named_like_weights_is_refused_not_waited_on(tmp_path):
+    directory = checkpoint(tmp_path)
+    (directory / "model.safetensors").unlink()
+    os.mkfifo(directory / "model.safetensors")
+    started = time.monotonic()
+    assert "not a regular file" in refused("convert", str(directory))
+    assert time.monotonic() - started < 20

@@ -17,7 +17,7 @@ import psutil
 import pytest
 from cli_helpers import invoke, one_error_line
 from conftest import SMOL
-from gguf_samples import header_layout, put_u32
+from gguf_samples import header_layout, put_u32, write_tiny_gguf
 
 from ondevice import prompting
 from ondevice.errors import PromptError
@@ -196,3 +196,71 @@ def test_chat_survives_a_line_that_is_not_utf8_and_an_error_turn(models_home):
     assert done.returncode == 0, done.stderr.decode(errors="replace")
     assert b"not UTF-8" in done.stderr and b"context" in done.stderr
     assert done.stdout.count(b"you> ") >= 3
+
+
+# -- 15, 16, 17, 18. the user's own environment, names, leftovers and one failing model -----------------
+
+
+def test_a_home_that_cannot_be_written_is_the_users_problem_not_an_internal_error(tmp_path, monkeypatch):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the store's folder should be")
+    monkeypatch.setenv("ONDEVICE_HOME", str(blocker / "home"))
+    line = one_error_line(invoke("models", "pull", "bundled:smollm2-135m-instruct"), "Not a directory")
+    assert "internal error" not in line
+
+
+def test_escape_codes_in_a_file_name_are_shown_not_sent(tmp_path):
+    name = tmp_path / "x\x1b]0;PWN\x07\x1b[2J.gguf"
+    write_tiny_gguf(name)
+    result = invoke("run", str(name), "hi")
+    assert "\x1b" not in result.output and "\x07" not in result.output
+    assert "␛]0;PWN␇" in result.output
+
+
+def test_leftovers_of_a_killed_writer_are_swept_and_removable(isolated_home):
+    from test_store import dead_pid
+
+    from ondevice.store import Store
+
+    directory = isolated_home / "models" / "killed"
+    directory.mkdir(parents=True)
+    leftover = directory / f".F16.gguf.{dead_pid()}.partial"
+    leftover.write_bytes(b"GGUF" + bytes(4096))
+    removed = invoke("models", "rm", "killed")
+    assert removed.exit_code == 0, removed.output
+    assert not directory.exists()
+    directory.mkdir()
+    leftover.write_bytes(b"GGUF")
+    assert invoke("models", "list").exit_code == 0 and not directory.exists()
+    assert Store(isolated_home).broken() == []
+
+
+@pytest.mark.models
+def test_compare_plain_keeps_every_answer_when_one_model_crashes(models_home, smol, tmp_path):
+    broken = tmp_path / "broken.gguf"
+    shutil.copyfile(smol.path, broken)
+    at = header_layout(broken).value_at["llama.block_count"]
+    broken.write_bytes(put_u32(broken.read_bytes(), at, 1000))
+    result = invoke(
+        "compare", "--plain", SMOL, str(broken), "--prompt", "What is 2 + 2?", "-t", "0", "-n", "8", "--json"
+    )
+    assert result.exit_code == 1
+    answers = json.loads(result.stdout)
+    assert answers[0]["text"].strip() and "error" not in answers[0]
+    assert "SIGABRT" in answers[1]["error"] and "GGML_ASSERT" in answers[1]["error"]
+    one_error_line(result, "1 of 2 models failed", "broken.gguf")
+
+
+@pytest.mark.models
+@pytest.mark.parametrize(
+    ("key", "value", "reason"),
+    [
+        ("llama.embedding_length", 500, "invalid n_rot"),
+        ("llama.attention.head_count", 0, "has wrong shape"),
+    ],
+)
+def test_a_load_failure_quotes_llama_cpps_reason(smol, tmp_path, key, value, reason):
+    bad = tmp_path / "bad.gguf"
+    shutil.copyfile(smol.path, bad)
+    bad.write_bytes(put_u32(bad.read_bytes(), header_layout(bad).value_at[key], value))
+    one_error_line(invoke("run", str(bad), "hi"), "llama.cpp could not load", reason)

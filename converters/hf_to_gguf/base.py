@@ -21,6 +21,7 @@ import gguf
 import numpy as np
 
 from ondevice.errors import OndeviceError
+from ondevice.preflight import LIMITS, ShapeError, bounded
 
 from ..safetensors_reader import Checkpoint
 from .vocab import Vocab, build_vocab
@@ -31,6 +32,18 @@ ProgressFn = Callable[[int, int], None]  # (tensors written, tensors in all)
 
 class ConvertError(OndeviceError):
     """A checkpoint cannot be converted as asked."""
+
+
+# config.json sizes beside num_hidden_layers (checked once a checkpoint is opened).
+_CONFIG_LIMITS = {
+    "hidden_size": LIMITS["size"],
+    "intermediate_size": LIMITS["size"],
+    "num_attention_heads": LIMITS["heads"],
+    "num_key_value_heads": LIMITS["heads"],
+    "head_dim": LIMITS["size"],
+    "vocab_size": LIMITS["vocab"],
+    "max_position_embeddings": LIMITS["size"],
+}
 
 
 class OutType(str, Enum):
@@ -89,7 +102,11 @@ class Family(ABC):
         self.directory = directory
         self.config = config
         self.checkpoint = checkpoint
-        self.n_layers = int(self.hparam("num_hidden_layers"))
+        # Every size config.json states is checked before anything is sized by it.
+        self.n_layers = self.int_hparam("num_hidden_layers", limit=LIMITS["layers"])
+        for key, limit in _CONFIG_LIMITS.items():
+            if self.config.get(key) is not None:
+                self.int_hparam(key, limit=limit)
         self.name_map = gguf.get_tensor_name_map(self.arch, self.n_layers)
 
     @property
@@ -104,9 +121,22 @@ class Family(ABC):
             )
         return value
 
+    def int_hparam(self, key: str, default: Any = ..., limit: int = LIMITS["size"]) -> int:
+        """A whole number from config.json, at least 1 and at most `limit`, or one clear error."""
+        value = self.hparam(key, default)
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        try:
+            number = bounded(f"config.json's {key}", value, limit)
+        except ShapeError as exc:
+            raise ConvertError(str(exc)) from None
+        if number < 1:
+            raise ConvertError(f"config.json's {key} is {number}; it must be at least 1")
+        return number
+
     @property
     def n_vocab(self) -> int:
-        return int(self.hparam("vocab_size"))
+        return self.int_hparam("vocab_size", limit=LIMITS["vocab"])
 
     @abstractmethod
     def add_hparams(self, writer: gguf.GGUFWriter) -> None:
@@ -141,15 +171,37 @@ class Family(ABC):
                     f"tensor {source!r} has shape {list(ref.shape)}; config.json implies {list(expected)}"
                 )
             plans.append(TensorPlan(name, source, ref.shape, self.transform(name, source)))
+        self.check_complete(plans)
         return plans
+
+    def check_complete(self, plans: list[TensorPlan]) -> None:
+        """Refuse a checkpoint llama.cpp could not load: every layer must have the tensors the others
+        have, and the embeddings and final norm must be there. (The families here have uniform
+        layers; one whose layers differ overrides this.)"""
+        names = {p.name for p in plans}
+        missing = [n for n in ("token_embd.weight", "output_norm.weight") if n not in names]
+        per_layer: dict[int, set[str]] = {i: set() for i in range(self.n_layers)}
+        for name in names:
+            parts = name.split(".")
+            if parts[0] == "blk":
+                index = int(parts[1])
+                if index not in per_layer:
+                    raise ConvertError(f"tensor {name} is past the {self.n_layers} layers config.json has")
+                per_layer[index].add(".".join(parts[2:]))
+        wanted = set().union(*per_layer.values()) if per_layer else set()
+        for index, have in per_layer.items():
+            missing += [f"blk.{index}.{suffix}" for suffix in sorted(wanted - have)]
+        if missing:
+            shown = ", ".join(missing[:6]) + (f" and {len(missing) - 6} more" if len(missing) > 6 else "")
+            raise ConvertError(f"the checkpoint lacks tensors llama.cpp needs: {shown}")
 
     def config_shapes(self) -> dict[str, tuple[int, ...]]:
         """Shapes (numpy order) of the common decoder tensors, from config.json."""
-        hidden = int(self.hparam("hidden_size"))
-        heads = int(self.hparam("num_attention_heads"))
-        kv_heads = int(self.config.get("num_key_value_heads") or heads)
-        head_dim = int(self.config.get("head_dim") or hidden // heads)
-        ffn = int(self.hparam("intermediate_size"))
+        hidden = self.int_hparam("hidden_size")
+        heads = self.int_hparam("num_attention_heads", limit=LIMITS["heads"])
+        kv_heads = self.int_hparam("num_key_value_heads", heads, LIMITS["heads"])
+        head_dim = self.int_hparam("head_dim", hidden // heads or 1)
+        ffn = self.int_hparam("intermediate_size")
         return {
             "token_embd.weight": (self.n_vocab, hidden),
             "output.weight": (self.n_vocab, hidden),
@@ -183,18 +235,20 @@ class Family(ABC):
 
     def add_common(self, writer: gguf.GGUFWriter) -> None:
         """Hyperparameters every decoder-only family shares."""
-        hidden = int(self.hparam("hidden_size"))
-        heads = int(self.hparam("num_attention_heads"))
+        hidden = self.int_hparam("hidden_size")
+        heads = self.int_hparam("num_attention_heads", limit=LIMITS["heads"])
         writer.add_block_count(self.n_layers)
-        writer.add_context_length(int(self.hparam("max_position_embeddings")))
+        writer.add_context_length(self.int_hparam("max_position_embeddings"))
         writer.add_embedding_length(hidden)
-        writer.add_feed_forward_length(int(self.hparam("intermediate_size")))
+        writer.add_feed_forward_length(self.int_hparam("intermediate_size"))
         writer.add_head_count(heads)
-        writer.add_head_count_kv(int(self.config.get("num_key_value_heads") or heads))
-        writer.add_layer_norm_rms_eps(float(self.hparam("rms_norm_eps")))
+        writer.add_head_count_kv(self.int_hparam("num_key_value_heads", heads, LIMITS["heads"]))
+        eps = self.hparam("rms_norm_eps")
+        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps < 1:
+            raise ConvertError(f"config.json's rms_norm_eps is {eps!r}; it must be a number between 0 and 1")
+        writer.add_layer_norm_rms_eps(float(eps))
         writer.add_vocab_size(self.n_vocab)
-        head_dim = self.config.get("head_dim")
-        head_dim = int(head_dim or hidden // heads)
+        head_dim = self.int_hparam("head_dim", hidden // heads or 1)
         if self.always_head_dim or head_dim != hidden // heads:
             writer.add_key_length(head_dim)
             writer.add_value_length(head_dim)
@@ -268,13 +322,22 @@ class _RowBlocks:
         step = max(1, self.BLOCK_ELEMENTS // max(row_elements, 1))
         written = 0
         for start in range(0, rows, step):
-            block = _encode(
-                self.checkpoint.read_rows(self.plan.source, start, min(start + step, rows)), self.qtype
+            values = _finite(
+                self.checkpoint.read_rows(self.plan.source, start, min(start + step, rows)), self.plan
             )
+            block = _encode(values, self.qtype)
             block.tofile(handle)
             written += block.nbytes
         if written != self.nbytes:
             raise ConvertError(f"internal: {self.plan.source} wrote {written} bytes, planned {self.nbytes}")
+
+
+def _finite(values: np.ndarray, plan: TensorPlan) -> np.ndarray:
+    """`values`, unless they hold NaN or infinity: such a model generates nothing useful."""
+    if not np.isfinite(values).all():
+        bad = int(values.size - np.count_nonzero(np.isfinite(values)))
+        raise ConvertError(f"tensor {plan.source!r} holds {bad} NaN or infinite values")
+    return values
 
 
 def _nbytes(shape: tuple[int, ...], qtype: gguf.GGMLQuantizationType) -> int:
@@ -317,7 +380,7 @@ def write_gguf(
             if plan.transform is None and len(plan.shape) >= 2:
                 writer.write_tensor_data(_RowBlocks(family.checkpoint, plan, qtype))  # type: ignore[arg-type]
             else:
-                array = (plan.transform or _identity)(family.checkpoint.read(plan.source))
+                array = (plan.transform or _identity)(_finite(family.checkpoint.read(plan.source), plan))
                 if tuple(array.shape) != plan.shape:  # a transform must never change the planned layout
                     raise ConvertError(f"internal: {plan.source} became {array.shape}, planned {plan.shape}")
                 writer.write_tensor_data(_encode(array, qtype))

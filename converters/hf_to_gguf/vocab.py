@@ -103,8 +103,15 @@ def build_vocab(directory: Path, n_vocab: int) -> Vocab:
 
 def _id_table(data: dict[str, Any], n_vocab: int) -> tuple[list[str | None], dict[int, dict[str, Any]]]:
     vocab: dict[str, int] = data["model"]["vocab"]
-    added = {int(t["id"]): t for t in data.get("added_tokens", [])}
-    size = max([n_vocab, *(i + 1 for i in vocab.values()), *(i + 1 for i in added)])
+    added_list = data.get("added_tokens", [])
+    ids = [*vocab.values(), *(t.get("id") if isinstance(t, dict) else t for t in added_list)]
+    bad = [i for i in ids if isinstance(i, bool) or not isinstance(i, int) or i < 0]
+    if bad:
+        raise TokenizerError(f"tokenizer.json has token ids that are not ids: {bad[:5]!r}")
+    if len(set(vocab.values())) != len(vocab):
+        raise TokenizerError("tokenizer.json gives two tokens the same id")
+    added = {int(t["id"]): t for t in added_list}
+    size = max([n_vocab, *(i + 1 for i in ids)])
     if size > n_vocab:
         raise TokenizerError(f"the tokenizer has ids up to {size - 1} but the model has only {n_vocab} rows")
     table: list[str | None] = [None] * size

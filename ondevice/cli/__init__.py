@@ -34,6 +34,11 @@ class OndeviceGroup(click.Group):
             raise click.ClickException(visible_controls(str(exc))) from None
         except KeyboardInterrupt:
             raise click.Abort() from None
+        except OSError as exc:  # the machine's: a full disk, a read-only or missing folder
+            if debug_enabled():
+                raise
+            where = f": {exc.filename}" if exc.filename else ""
+            raise click.ClickException(visible_controls(f"{exc.strerror or exc}{where}")) from None
         except Exception as exc:
             if debug_enabled():
                 raise

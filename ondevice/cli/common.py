@@ -30,7 +30,7 @@ from ..hardware_profiles import HardwareProfile, choose_profile, load_hardware_p
 from ..preflight import check_memory, combined, estimate_for_model, require_fit
 from ..refs import ResolvedModel, resolve, verify
 from ..runtime.protocol import ExtraBufts, GenerationParams, GenerationStats, LoadOptions
-from ..terminal_text import plain_text, valid_utf8
+from ..terminal_text import plain_text, valid_utf8, visible_controls
 from ..units import format_bytes
 
 err_console = Console(stderr=True, highlight=False)
@@ -291,8 +291,9 @@ def describe_model(model: ResolvedModel) -> str:
 
 
 def note(text: str) -> None:
-    """A status line on stderr, kept out of the answer on stdout (never wrapped: scripts read it)."""
-    click.echo(click.style(text, dim=True), err=True)
+    """A status line on stderr, kept out of the answer on stdout (never wrapped: scripts read it).
+    Control characters are shown, not sent: notes carry file and model names."""
+    click.echo(click.style(visible_controls(text), dim=True), err=True)
 
 
 class StepBar:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import click
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from ..errors import OndeviceError
 from ..generate import RunResult, run_prompt
+from ..refs import ResolvedModel
 from ..terminal_text import plain_text
 from ..units import format_bytes
 from .common import (
@@ -61,18 +65,38 @@ def compare(
         raise click.BadParameter("--plain needs a non-empty --prompt", param_hint="--prompt")
     for model in models:  # --plain runs one model at a time: each must fit on its own
         options = plan.options_for(model)
-    results: list[RunResult] = []
+    results: list[RunResult | FailedRun] = []
     for model in models:
         if not as_json:
             note(f"running {describe_model(model)}")
-        results.append(run_prompt(model, prompt, params, options, system=system))
+        try:
+            results.append(run_prompt(model, prompt, params, options, system=system))
+        except OndeviceError as exc:  # one model's failure leaves the others' answers standing
+            results.append(FailedRun(model, str(exc)))
     if as_json:
         print_json([r.as_dict() for r in results])
-        return
-    Console().print(side_by_side(prompt, results))
+    else:
+        Console().print(side_by_side(prompt, results))
+    failed = [r for r in results if isinstance(r, FailedRun)]
+    if failed:
+        raise OndeviceError(
+            f"{len(failed)} of {len(results)} models failed: "
+            + "; ".join(f"{r.model.display_name}: {r.error}" for r in failed)
+        )
 
 
-def side_by_side(prompt: str, results: list[RunResult]) -> Table:
+@dataclass(frozen=True)
+class FailedRun:
+    """A model that could not answer (its worker died, its prompt did not fit)."""
+
+    model: ResolvedModel
+    error: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"model": self.model.display_name, "ref": self.model.ref, "error": self.error}
+
+
+def side_by_side(prompt: str, results: list[RunResult | FailedRun]) -> Table:
     """One column per model: what it is, what it said, and how fast."""
     # Text objects, not strings: model output and "[base]" badges must not be read as Rich markup.
     table = Table(title=Text(f"Prompt: {prompt}"), title_justify="left", show_lines=True, expand=True)
@@ -82,8 +106,15 @@ def side_by_side(prompt: str, results: list[RunResult]) -> Table:
         header.append(f"[{kind}]", style="green" if kind == "instruct" else "cyan")
         header.append(f" {r.model.quant} · {format_bytes(r.model.summary.file_size)}")
         table.add_column(header, ratio=1, overflow="fold")
-    table.add_row(*(plain_text(r.finished.text.strip() or "(no text)") for r in results))
-    table.add_row(*(Text(_stats_cell(r), style="dim") for r in results))
+    table.add_row(
+        *(
+            plain_text(f"failed: {r.error}")
+            if isinstance(r, FailedRun)
+            else plain_text(r.finished.text.strip() or "(no text)")
+            for r in results
+        )
+    )
+    table.add_row(*(Text("" if isinstance(r, FailedRun) else _stats_cell(r), style="dim") for r in results))
     return table
 
 

@@ -29,6 +29,7 @@ def models() -> None:
 def list_models(as_json: bool) -> None:
     """Models in the store, and the bundled models this install can pull."""
     store = Store()
+    store.sweep()  # what killed runs left behind
     entries, broken = store.scan()
     rows = [entry_row(e) for e in entries]
     pulled = {r["source"] for r in rows}

@@ -58,7 +58,14 @@ def _log_to_ring(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
 
 
 def last_log_error() -> str:
-    """The last llama.cpp line that looks like an error, for messages about failed loads."""
+    """The last llama.cpp line that says why something failed, for messages about failed loads.
+
+    llama.cpp logs the reason ("error loading model: ... wrong shape ...") and then a generic
+    "failed to load model": the reason is the line that says more.
+    """
+    for line in reversed(_LOG_LINES):
+        if "error loading model:" in line:
+            return line.split("error loading model:", 1)[1].strip()
     for line in reversed(_LOG_LINES):
         if any(word in line.lower() for word in ("error", "failed", "invalid")):
             return line.strip()
