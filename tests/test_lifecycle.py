@@ -264,3 +264,28 @@ def test_a_load_failure_quotes_llama_cpps_reason(smol, tmp_path, key, value, rea
     shutil.copyfile(smol.path, bad)
     bad.write_bytes(put_u32(bad.read_bytes(), header_layout(bad).value_at[key], value))
     one_error_line(invoke("run", str(bad), "hi"), "llama.cpp could not load", reason)
+
+
+# -- 2. the worker's own memory limit, sized from the pre-flight ---------------------------------------
+
+
+@pytest.mark.models
+def test_workers_get_a_data_limit_from_the_preflight_and_hitting_it_is_one_clean_error(smol):
+    from ondevice.cli.common import load_plan
+    from ondevice.errors import WorkerError
+    from ondevice.preflight import estimate_for_model, worker_memory_limit
+    from ondevice.runtime.engine import WorkerModel
+    from ondevice.runtime.protocol import LoadOptions
+
+    plan = load_plan({"n_ctx": 1024})
+    options = plan.options_for(smol)
+    assert options.memory_limit_bytes == worker_memory_limit(estimate_for_model(smol.summary, plan.options))
+    forced = load_plan({"n_ctx": 1024, "force": True}).options_for(smol)
+    assert forced.memory_limit_bytes is None
+    with WorkerModel(smol.path, options) as worker:
+        limits = Path(f"/proc/{worker.pid}/limits").read_text()
+        line = next(row for row in limits.splitlines() if row.startswith("Max data size"))
+        assert str(options.memory_limit_bytes) in line
+    tight = LoadOptions(n_ctx=1024, use_mmap=False, memory_limit_bytes=150 << 20)
+    with pytest.raises(WorkerError, match=r"unable to allocate.*--force loads without that limit"):
+        WorkerModel(smol.path, tight)

@@ -6,7 +6,7 @@ import contextlib
 import json
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import click
@@ -27,7 +27,14 @@ from rich.text import Text
 from .. import hardware
 from ..hardware import Hardware
 from ..hardware_profiles import HardwareProfile, choose_profile, load_hardware_profile, resolve_load_options
-from ..preflight import check_memory, combined, estimate_for_model, require_fit
+from ..preflight import (
+    MemoryEstimate,
+    check_memory,
+    combined,
+    estimate_for_model,
+    require_fit,
+    worker_memory_limit,
+)
 from ..refs import ResolvedModel, resolve, verify
 from ..runtime.protocol import ExtraBufts, GenerationParams, GenerationStats, LoadOptions
 from ..terminal_text import plain_text, valid_utf8, visible_controls
@@ -193,7 +200,13 @@ class LoadPlan:
         if not result.fits and self.force:
             note(f"--force: loading {model.display_name} although it {result.summary()}")
         require_fit(result, model.display_name, self.force)
-        return self.options
+        return self._limited(estimate)
+
+    def _limited(self, estimate: MemoryEstimate) -> LoadOptions:
+        """The options with the worker's memory limit from the estimate (none with --force)."""
+        if self.force:
+            return self.options
+        return replace(self.options, memory_limit_bytes=worker_memory_limit(estimate))
 
     def options_for_all(self, models: list[ResolvedModel]) -> LoadOptions:
         """Like options_for, for models that are loaded at the same time (their memory adds up)."""
@@ -205,7 +218,7 @@ class LoadPlan:
         if not result.fits and self.force:
             note(f"--force: loading {names} although together they {result.summary()}")
         require_fit(result, names, self.force)
-        return self.options
+        return self._limited(max(estimates, key=lambda e: e.total_bytes))
 
 
 def load_plan(kwargs: dict[str, Any]) -> LoadPlan:

@@ -98,6 +98,16 @@ def injected_fault(extra_bufts: bool) -> signal.Signals | None:
     return signal.Signals[name]
 
 
+def _limit_note(options: LoadOptions) -> str:
+    """Why an allocation may have failed: the worker's memory limit, when one was set."""
+    if options.memory_limit_bytes and "alloc" in last_log_error():
+        return (
+            f" (the worker may use {options.memory_limit_bytes / (1 << 30):.1f} GiB, three times the "
+            "memory pre-flight's estimate; --force loads without that limit)"
+        )
+    return ""
+
+
 def default_threads() -> int:
     """One thread per physical core: llama.cpp's decode gains nothing from hyper-threads."""
     return psutil.cpu_count(logical=False) or os.cpu_count() or 1
@@ -139,7 +149,7 @@ class LlamaSession:
         self._fault = injected_fault(self.extra_bufts)
         self.model = llama_cpp.llama_model_load_from_file(path.encode(), mparams)
         if not self.model:
-            raise WorkerError(f"llama.cpp could not load {path}: {last_log_error()}")
+            raise WorkerError(f"llama.cpp could not load {path}: {last_log_error()}{_limit_note(options)}")
         threads = options.n_threads or default_threads()
         cparams = llama_cpp.llama_context_default_params()
         cparams.n_ctx = options.n_ctx
@@ -152,7 +162,10 @@ class LlamaSession:
         self.ctx = llama_cpp.llama_init_from_model(self.model, cparams)
         if not self.ctx:
             llama_cpp.llama_model_free(self.model)
-            raise WorkerError(f"llama.cpp could not create a context of {options.n_ctx}: {last_log_error()}")
+            raise WorkerError(
+                f"llama.cpp could not create a context of {options.n_ctx}: {last_log_error()}"
+                + _limit_note(options)
+            )
         self.vocab = llama_cpp.llama_model_get_vocab(self.model)
         self.memory = llama_cpp.llama_get_memory(self.ctx)
         self.n_ctx = llama_cpp.llama_n_ctx(self.ctx)

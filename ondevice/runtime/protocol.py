@@ -32,6 +32,9 @@ class LoadOptions:
     use_mlock: bool = False  # pin the weights in RAM
     kv_cache_type: str = "f16"  # f32 | f16 | bf16 | q8_0 | q4_0 | ...
     extra_bufts: ExtraBufts = ExtraBufts.AUTO  # the worker gets ON or OFF: the parent settles AUTO
+    # The worker's data-segment limit (Linux RLIMIT_DATA: heap and anonymous memory, not the mapped
+    # model file): llama.cpp's own allocations past it fail cleanly instead of eating the machine.
+    memory_limit_bytes: int | None = None
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ import contextlib
 import os
 import resource
 import signal
+import sys
 import time
 from collections.abc import Iterable
 from multiprocessing.connection import Connection
@@ -44,6 +45,15 @@ def worker_main(conn: Connection, path: str, options: LoadOptions, cancel: Event
             resource.setrlimit(resource.RLIMIT_CORE, (0, resource.getrlimit(resource.RLIMIT_CORE)[1]))
         # On abort() ggml attaches gdb to print a backtrace: its 60 lines say nothing to a user.
         os.environ.setdefault("GGML_NO_BACKTRACE", "1")
+    if options.memory_limit_bytes and hasattr(resource, "RLIMIT_DATA") and sys.platform == "linux":
+        hard = resource.getrlimit(resource.RLIMIT_DATA)[1]
+        soft = (
+            options.memory_limit_bytes
+            if hard == resource.RLIM_INFINITY
+            else min(options.memory_limit_bytes, hard)
+        )
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_DATA, (soft, hard))
 
     from .llama_session import LlamaSession  # imported here: llama_cpp loads only in the worker
 
