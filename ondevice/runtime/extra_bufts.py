@@ -79,15 +79,6 @@ def record_crash(reason: str) -> Verdict:
     return verdict
 
 
-def forget() -> bool:
-    """Drop this machine's verdict (after a rebuild or a fix); whether there was one."""
-    data = _read_all()
-    if data.pop(_key(), None) is None:
-        return False
-    write_text_atomic(_path(), json.dumps(data, indent=2))
-    return True
-
-
 def settle(options: LoadOptions) -> LoadOptions:
     """The options a worker loads with: `auto` becomes on, or off once a crash was recorded here."""
     if options.extra_bufts is not ExtraBufts.AUTO:
