@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import locations
 from .model_pairs import ModelPair, pairs_for
 from .preflight import KV_PAD, ModelShape, estimate_memory
 from .runtime.protocol import LoadOptions
@@ -157,54 +155,24 @@ def _with_rank(r: Recommendation, rank: int) -> Recommendation:
 
 
 def measured_quality(runs: Path | None = None) -> dict[tuple[str, str], tuple[float, str]]:
-    """Mean KL divergence per (pair name, QUANT) from saved eval runs (JSON under ``runs_dir()``).
-
-    Reads any JSON object that names a model (``model``/``ref``), its quantization (``quant`` /
-    ``quantization`` or a ``:QUANT`` suffix of the reference) and a KLD mean (``kld_mean``, ``mean_kld``
-    or ``kld`` as a number or ``{"mean": ...}``). Files it cannot read are skipped.
-    """
-    root = runs or locations.runs_dir()
-    found: dict[tuple[str, str], tuple[float, str]] = {}
-    if not root.is_dir():
-        return found
+    """Mean KL divergence per (pair name, QUANT) from the saved eval runs (newest wins)."""
+    from .measure.results import EvalRun
+    from .measure.runs import load_runs
     from .model_pairs import model_pairs
 
     pairs = [p for p in model_pairs() if not p.bundled]
-    for path in sorted(root.rglob("*.json")):
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        for record in _records(data):
-            ref = str(record.get("model") or record.get("ref") or "")
-            quant = str(record.get("quant") or record.get("quantization") or ref.rpartition(":")[2]).upper()
-            kld = _kld(record)
-            if not ref or kld is None or quant not in TYPICAL:
+    found: dict[tuple[str, str], tuple[float, str]] = {}
+    evals = [run for _, run in load_runs(runs, kind="eval") if isinstance(run, EvalRun)]
+    for run in reversed(evals):  # oldest first: a newer run's figure replaces an older one's
+        for quality in run.quality:
+            quant = quality.model.quant.upper()
+            if quality.kld is None or quant not in TYPICAL:
                 continue
             for pair in pairs:
-                if _names_pair(ref, pair):
-                    found[(pair.name, quant)] = (kld, f"measured: mean KLD {kld:.4f} ({path.name})")
+                if _names_pair(quality.model.ref, pair) or _names_pair(quality.model.name, pair):
+                    kld = quality.kld.value
+                    found[(pair.name, quant)] = (kld, f"measured: mean KLD {kld:.4f} (run {run.id})")
     return found
-
-
-def _records(data: Any) -> Iterator[dict]:
-    if isinstance(data, dict):
-        yield data
-        for value in data.values():
-            yield from _records(value)
-    elif isinstance(data, list):
-        for item in data:
-            yield from _records(item)
-
-
-def _kld(record: dict) -> float | None:
-    for key in ("kld_mean", "mean_kld", "kld"):
-        value = record.get(key)
-        if isinstance(value, dict):
-            value = value.get("mean")
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-    return None
 
 
 def _names_pair(ref: str, pair: ModelPair) -> bool:

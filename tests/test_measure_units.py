@@ -262,7 +262,7 @@ def test_bench_run_renders_markdown_csv_json_and_saves(tmp_path):
     (tmp_path / "junk.json").write_text("not json")
     saved = list_runs(tmp_path)
     assert [s.id for s in saved] == [run.id] and saved[0].models == ("m:Q8_0",)
-    assert load_run(path)["kind"] == "bench"
+    assert load_run(path).kind == "bench"
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".partial")]
 
 

@@ -20,6 +20,7 @@ from ondevice.hardware_profiles import (
     load_hardware_profile,
     resolve_load_options,
 )
+from ondevice.measure.runs import load_run
 from ondevice.model_pairs import ModelPair, model_pairs, pairs_for
 from ondevice.profile_files import ProfileError, field_docs, load_file
 from ondevice.recommend import recommend
@@ -325,15 +326,33 @@ def test_recommend_ranks_levels_that_fit(machine):
     assert "does not fit" in invoke("profiles", "recommend", "llama3.2", "--ram", "4G").output
 
 
-def test_recommend_uses_measured_runs_when_the_store_has_them(isolated_home):
+@pytest.mark.models
+def test_recommend_ranks_by_a_run_that_ondevice_eval_wrote(isolated_home):
+    """The whole way: quantize, `ondevice eval` saves its run, `profiles recommend` reads its KLD."""
+    name = "smollm2-135m-instruct"  # the bundled store name matches the pair's instruct repo
+    assert invoke("convert", "bundled:" + name, "--outtype", "f16").exit_code == 0
+    assert invoke("quantize", f"{name}:F16", "--levels", "q8_0").exit_code == 0
+    evaluated = invoke("eval", f"{name}:Q8_0", "--reference", f"{name}:F16", "--ctx", "128", "--chunks", "2")
+    assert evaluated.exit_code == 0, evaluated.output
+    (saved,) = list((isolated_home / "runs").glob("eval-*.json"))
+    run = load_run(saved)
+    (quality,) = run.quality
+    assert quality.kld is not None
+    shown = json.loads(invoke("profiles", "recommend", "smollm2-135m", "--ram", "8G", "--json").stdout)
+    q8 = next(r for r in shown["levels"] if r["quant"] == "Q8_0")
+    assert q8["quality_loss"] == pytest.approx(quality.kld.value)
+    assert q8["quality_source"] == f"measured: mean KLD {quality.kld.value:.4f} (run {run.id})"
+    assert next(r for r in shown["levels"] if r["quant"] == "Q4_K_M")["quality_source"].startswith("typical")
+
+
+def test_recommend_skips_runs_it_cannot_read(isolated_home):
     runs = isolated_home / "runs"
     runs.mkdir(parents=True)
-    record = {"results": [{"model": "hf:Qwen/Qwen2.5-0.5B-Instruct:Q4_K_M", "kld": {"mean": 0.031}}]}
-    (runs / "eval-1.json").write_text(json.dumps(record))
+    guessed = {"kind": "eval", "results": [{"model": "hf:Qwen/Qwen2.5-0.5B-Instruct:Q4_K_M", "kld": 0.031}]}
+    (runs / "eval-1.json").write_text(json.dumps(guessed))  # not a run ondevice wrote: not read
+    (runs / "eval-2.json").write_text("{broken")
     levels, _ = recommend("qwen2.5-0.5b", 8 * GiB)
-    q4 = next(r for r in levels if r.quant == "Q4_K_M")
-    assert q4.quality_loss == 0.031 and q4.quality_source.startswith("measured")
-    assert next(r for r in levels if r.quant == "Q8_0").quality_source.startswith("typical")
+    assert all(r.quality_source.startswith("typical") for r in levels)
 
 
 def test_recommend_unknown_family_is_one_line():

@@ -453,30 +453,32 @@ async def test_saved_runs_are_listed_and_load_into_the_table_and_plots():
         assert column(table, "PPL ratio")[3] == "1.1544" and column(table, "tg t/s")[3] == "55.0 ± 1.4"
 
 
-async def test_a_run_this_version_cannot_show_is_an_error_not_a_crash(isolated_home):
-    runs = isolated_home / "runs"
-    runs.mkdir(parents=True)
-    (runs / "bench-odd.json").write_text(
+async def test_a_run_this_version_cannot_read_is_left_out_or_an_error_not_a_crash(isolated_home):
+    good = save_run(saved_bench())
+    (good.parent / "bench-odd.json").write_text(
         '{"kind": "bench", "id": "bench-odd", "results": [{"model": {"name": "x"}}]}'
     )
     app = ladder_app()
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_bench(app, pilot)
-        await pick_past_run(screen, pilot, 0)
+        await wait_for(pilot, lambda: len(screen.history) == 1)
+        assert screen.history[0].path == good  # the odd file is not listed: every field is checked
+        good.write_text('{"kind": "bench", "id": "x", "results": [{"model": {"name": "x"}}]}')
+        await pick_past_run(screen, pilot, 0)  # it changed since it was listed
         await settle(app, pilot)
         await wait_for(pilot, lambda: bool(app._notifications))
-        assert "cannot show" in next(iter(app._notifications)).message
+        assert "lacks" in next(iter(app._notifications)).message
         assert screen.shown.ids == [] and screen.query_one("#bench-table", DataTable).row_count == 0
 
 
 def test_the_table_keeps_speed_and_quality_of_the_same_models_only():
-    bench, quality = saved_bench().as_dict(), saved_eval().as_dict()
+    bench, quality = saved_bench(), saved_eval()
     both = Shown().with_run(bench).with_run(quality)
-    assert both.ids == [bench["id"], quality["id"]] and len(both.rows()) == 4
+    assert both.ids == [bench.id, quality.id] and len(both.rows()) == 4
     other = saved_bench()
     other.results = other.results[:0]
     other.id = "bench-other"
-    alone = both.with_run(other.as_dict())  # about none of the eval's models: the eval goes
+    alone = both.with_run(other)  # about none of the eval's models: the eval goes
     assert alone.ids == ["bench-other"] and alone.rows() == []
     assert eval_metrics("", True) == ("ppl", "kld", "top1") and eval_metrics("", False) == ("ppl",)
     assert eval_metrics("ppl, follow", False) == ("ppl", "follow")
@@ -534,7 +536,7 @@ def test_follow_scores_get_a_column_next_to_quality_or_alone():
         FollowResult(LADDER[1], "chat_template", 0.25, 0.5, 0.3, 0.6, scores, ()),
         FollowResult(LADDER[0], "chat_template", 0.75, 1.0, 0.8, 1.0, scores, ()),
     ]
-    rows = {r.name: r for r in Shown().with_run(run.as_dict()).rows()}
+    rows = {r.name: r for r in Shown().with_run(run).rows()}
     assert table_cells(rows[LADDER[1].name])["follow"] == "25.0 / 50.0 %"
     assert "KLD" in table_cells(rows[LADDER[1].name])  # the same row keeps its quality figures
     assert table_cells(rows[LADDER[0].name])["follow"] == "75.0 / 100.0 %"
@@ -542,5 +544,5 @@ def test_follow_scores_get_a_column_next_to_quality_or_alone():
     alone = saved_eval()
     alone.quality, alone.reference, alone.reference_ppl = [], None, None
     alone.follow = run.follow[:1]
-    (row,) = Shown().with_run(alone.as_dict()).rows()
+    (row,) = Shown().with_run(alone).rows()
     assert table_cells(row)["follow"] == "25.0 / 50.0 %" and "KLD" not in table_cells(row)

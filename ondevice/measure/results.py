@@ -11,6 +11,8 @@ from ..refs import ResolvedModel
 from ..units import format_bytes
 from .stats import Estimate
 
+SCHEMA_VERSION = 1  # of saved bench and eval runs; a reader refuses a newer one with a clear line
+
 
 @dataclass(frozen=True)
 class ModelRecord:
@@ -98,6 +100,7 @@ class BenchRun:
     results: list[BenchResult] = field(default_factory=list)
     kind: str = "bench"
     id: str = ""
+    schema: int = SCHEMA_VERSION
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -250,6 +253,7 @@ class EvalRun:
     speed: list[BenchResult] = field(default_factory=list)
     kind: str = "eval"
     id: str = ""
+    schema: int = SCHEMA_VERSION
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -1,4 +1,7 @@
-"""Saved measurement runs: one JSON file per call under the store's runs/ directory."""
+"""Saved measurement runs: one JSON file per call under the store's runs/ directory.
+
+The one writer and reader of saved runs: everything else gets BenchRun and EvalRun objects.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +10,15 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from .. import locations
 from ..atomic import write_text_atomic
 from ..errors import StoreError
-from .results import BenchRun, EvalRun
+from ..records import from_dict
+from .results import SCHEMA_VERSION, BenchRun, EvalRun
+
+Run = BenchRun | EvalRun
+_KINDS: dict[str, type[BenchRun] | type[EvalRun]] = {"bench": BenchRun, "eval": EvalRun}
 
 
 @dataclass(frozen=True)
@@ -40,36 +46,47 @@ def save_run(run: BenchRun | EvalRun, directory: Path | None = None) -> Path:
     return path
 
 
-def load_run(path: Path) -> dict[str, Any]:
-    """A saved run as the dictionary it was written from."""
+def load_run(path: Path) -> Run:
+    """A saved run, typed; StoreError when the file is not one this version can read."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise StoreError(f"cannot read the saved run {path}: {exc}") from None
-    if not isinstance(data, dict) or data.get("kind") not in ("bench", "eval"):
+    if not isinstance(data, dict) or data.get("kind") not in _KINDS:
         raise StoreError(f"{path} is not a saved bench or eval run")
-    return data
+    schema = data.get("schema", SCHEMA_VERSION)
+    if not isinstance(schema, int) or schema > SCHEMA_VERSION:
+        raise StoreError(f"{path.name} was written by a newer ondevice (run schema {schema!r})")
+    return from_dict(_KINDS[data["kind"]], data, path.name)
 
 
-def list_runs(directory: Path | None = None) -> list[SavedRun]:
-    """Saved runs, newest first; unreadable files are skipped (a history list must still open)."""
+def run_models(run: Run) -> tuple[str, ...]:
+    """The names of the models a run measured, in order, once each."""
+    if isinstance(run, BenchRun):
+        names = [r.model.name for r in run.results]
+    else:
+        names = [q.model.name for q in run.quality] + [f.model.name for f in run.follow]
+        names += [r.model.name for r in run.speed]
+    return tuple(dict.fromkeys(names))
+
+
+def load_runs(directory: Path | None = None, kind: str | None = None) -> list[tuple[Path, Run]]:
+    """Every readable saved run (of `kind`, if given), newest first; unreadable files are skipped."""
     directory = directory or locations.runs_dir()
     found = []
     for path in directory.glob("*.json") if directory.is_dir() else ():
         try:
-            data = load_run(path)
+            run = load_run(path)
         except StoreError:
             continue
-        names = [r["model"]["name"] for r in data.get("results", [])]
-        names += [q["model"]["name"] for q in data.get("quality", [])]
-        names += [f["model"]["name"] for f in data.get("follow", [])]
-        found.append(
-            SavedRun(
-                id=data.get("id", path.stem),
-                kind=data["kind"],
-                created=data.get("created", ""),
-                models=tuple(dict.fromkeys(names)),
-                path=path,
-            )
-        )
-    return sorted(found, key=lambda r: (r.created, r.id), reverse=True)
+        if kind is None or run.kind == kind:
+            found.append((path, run))
+    return sorted(found, key=lambda pr: (pr[1].created, pr[1].id), reverse=True)
+
+
+def list_runs(directory: Path | None = None) -> list[SavedRun]:
+    """Saved runs for a history list, newest first (a list with unreadable files must still open)."""
+    return [
+        SavedRun(run.id or path.stem, run.kind, run.created, run_models(run), path)
+        for path, run in load_runs(directory)
+    ]

@@ -42,15 +42,15 @@ from ..measure import MeasureError, Progress
 from ..measure.bench import BenchSettings, OpenModel, ProgressFn, open_worker, run_bench
 from ..measure.evaluate import EvalSettings, evaluate
 from ..measure.quality import METRICS
-from ..measure.results import BenchRun, EvalRun
-from ..measure.runs import SavedRun, list_runs, load_run, save_run
+from ..measure.results import BenchRun, EvalRun, ModelRecord, Rate
+from ..measure.runs import Run, SavedRun, list_runs, load_run, save_run
+from ..measure.stats import Estimate
 from ..preflight import require_fit_now
 from ..refs import ResolvedModel, resolve
 from ..runtime.protocol import LoadOptions
 from ..terminal_text import plain_text
 from ..units import format_bytes
 
-Run = BenchRun | EvalRun
 Measure = Callable[[ProgressFn, threading.Event], Run]  # one run, as the screen's worker calls it
 
 # -- running (Textual-free) ------------------------------------------------------------------------
@@ -148,58 +148,57 @@ class ResultRow:
     reference: bool = False
 
 
-def _row(record: dict[str, Any], **figures: Any) -> ResultRow:
+def _row(record: ModelRecord, **figures: Any) -> ResultRow:
     return ResultRow(
-        key=record["path"],
-        name=record["name"],
-        quant=record["quant"],
-        size_bytes=record["file_size_bytes"],
-        bits_per_weight=record["bits_per_weight"],
+        key=record.path,
+        name=record.name,
+        quant=record.quant,
+        size_bytes=record.file_size_bytes,
+        bits_per_weight=record.bits_per_weight,
         **figures,
     )
 
 
-def _rate(rate: dict[str, Any] | None) -> tuple[float, float] | None:
-    return (rate["mean"], rate["stddev"]) if rate else None
+def _rate(rate: Rate | None) -> tuple[float, float] | None:
+    return (rate.mean, rate.stddev) if rate else None
 
 
-def _estimate(estimate: dict[str, Any] | None) -> tuple[float, float] | None:
-    return (estimate["value"], estimate["uncertainty"]) if estimate else None
+def _estimate(estimate: Estimate | None) -> tuple[float, float] | None:
+    return (estimate.value, estimate.uncertainty) if estimate else None
 
 
-def speed_rows(run: dict[str, Any]) -> dict[str, ResultRow]:
+def speed_rows(run: Run) -> dict[str, ResultRow]:
     """A bench run's results (or an eval run's speed), the first thread count of each model."""
     rows: dict[str, ResultRow] = {}
-    for r in run.get("results") or run.get("speed") or []:
-        if r["model"]["path"] not in rows:
-            rows[r["model"]["path"]] = _row(
-                r["model"], pp=_rate(r["pp"]), tg=_rate(r["tg"]), peak_rss_bytes=r["memory"]["peak_rss_bytes"]
+    for r in run.results if isinstance(run, BenchRun) else run.speed:
+        if r.model.path not in rows:
+            rows[r.model.path] = _row(
+                r.model, pp=_rate(r.pp), tg=_rate(r.tg), peak_rss_bytes=r.memory.peak_rss_bytes
             )
     return rows
 
 
-def quality_rows(run: dict[str, Any]) -> dict[str, ResultRow]:
+def quality_rows(run: Run) -> dict[str, ResultRow]:
     """An eval run's quality results; the reference, when there is one, comes first."""
     rows: dict[str, ResultRow] = {}
-    reference = run.get("reference")
-    if reference and run.get("reference_ppl"):
-        rows[reference["path"]] = _row(
-            reference, ppl=run["reference_ppl"]["value"], kld=(0.0, 0.0), ppl_ratio=1.0, reference=True
+    if not isinstance(run, EvalRun):
+        return rows
+    if run.reference is not None and run.reference_ppl is not None:
+        rows[run.reference.path] = _row(
+            run.reference, ppl=run.reference_ppl.value, kld=(0.0, 0.0), ppl_ratio=1.0, reference=True
         )
-    for q in run.get("quality", []):
-        same_top = _estimate(q.get("same_top"))
-        ratio = _estimate(q.get("ppl_ratio"))
-        rows[q["model"]["path"]] = _row(
-            q["model"],
-            ppl=q["ppl"]["value"],
-            kld=_estimate(q.get("kld")),
-            same_top=same_top[0] if same_top else None,
-            ppl_ratio=ratio[0] if ratio else None,
+    for q in run.quality:
+        rows[q.model.path] = _row(
+            q.model,
+            ppl=q.ppl.value,
+            kld=_estimate(q.kld),
+            same_top=q.same_top.value if q.same_top else None,
+            ppl_ratio=q.ppl_ratio.value if q.ppl_ratio else None,
         )
-    for f in run.get("follow") or []:
-        score = (f["prompt_strict"], f["prompt_loose"])
-        path = f["model"]["path"]
-        rows[path] = replace(rows[path], follow=score) if path in rows else _row(f["model"], follow=score)
+    for f in run.follow:
+        score = (f.prompt_strict, f.prompt_loose)
+        path = f.model.path
+        rows[path] = replace(rows[path], follow=score) if path in rows else _row(f.model, follow=score)
     return rows
 
 
@@ -212,18 +211,18 @@ class Shown:
     so the table never mixes unrelated measurements.
     """
 
-    speed: dict[str, Any] | None = None
-    quality: dict[str, Any] | None = None
+    speed: Run | None = None
+    quality: Run | None = None
 
-    def with_run(self, run: dict[str, Any]) -> Shown:
+    def with_run(self, run: Run) -> Shown:
         speed, quality = self.speed, self.quality
-        if run["kind"] == "bench":
+        if isinstance(run, BenchRun):
             speed = run
             if quality is not None and not set(speed_rows(run)) & set(quality_rows(quality)):
                 quality = None
         else:
             quality = run
-            if run.get("speed"):
+            if run.speed:
                 speed = run
             elif speed is not None and not set(quality_rows(run)) & set(speed_rows(speed)):
                 speed = None
@@ -231,7 +230,7 @@ class Shown:
 
     @property
     def ids(self) -> list[str]:
-        return list(dict.fromkeys(run["id"] for run in (self.speed, self.quality) if run is not None))
+        return list(dict.fromkeys(run.id for run in (self.speed, self.quality) if run is not None))
 
     def rows(self) -> list[ResultRow]:
         """Every model file once, largest first (the quantization ladder from the top)."""
@@ -375,7 +374,7 @@ class BenchScreen(Screen):
     class Finished(Message):
         """A run ended: saved (run and path), stopped (cancelled) or failed (error)."""
 
-        run: dict[str, Any] | None = None
+        run: Run | None = None
         path: Path | None = None
         error: str | None = None
         cancelled: bool = False
@@ -386,7 +385,7 @@ class BenchScreen(Screen):
 
     @dataclass
     class RunRead(Message):
-        run: dict[str, Any] | None = None
+        run: Run | None = None
         error: str | None = None
 
     def __init__(self) -> None:
@@ -572,7 +571,7 @@ class BenchScreen(Screen):
             error = None
         except (OSError, OndeviceError) as exc:  # the figures are still worth showing
             path, error = None, f"could not save the run: {exc}"
-        self.post_message(self.Finished(run=run.as_dict(), path=path, error=error))
+        self.post_message(self.Finished(run=run, path=path, error=error))
 
     def on_bench_screen_stepped(self, message: Stepped) -> None:
         p = message.progress
@@ -597,7 +596,7 @@ class BenchScreen(Screen):
         self.query_one("#bench-progress", ProgressBar).display = False
         if message.run is not None:
             if message.path is not None:
-                self._status(f"{kind} done, saved as {message.run['id']}")
+                self._status(f"{kind} done, saved as {message.run.id}")
             else:
                 self._status(f"{kind} done; {message.error}", error=True)
             self.show_run(message.run)
@@ -658,12 +657,9 @@ class BenchScreen(Screen):
 
     def _read_run(self, path: Path) -> None:
         try:
-            run = load_run(path)
-            Shown().with_run(run).rows()  # a file from another version fails here, not on screen
+            run = load_run(path)  # every field checked: a run that loads can be shown
         except OndeviceError as exc:
             self.post_message(self.RunRead(error=str(exc)))
-        except (KeyError, TypeError, AttributeError) as exc:
-            self.post_message(self.RunRead(error=f"{path.name} has results this version cannot show ({exc})"))
         else:
             self.post_message(self.RunRead(run))
 
@@ -676,7 +672,7 @@ class BenchScreen(Screen):
 
     # -- results ----------------------------------------------------------------------------
 
-    def show_run(self, run: dict[str, Any]) -> None:
+    def show_run(self, run: Run) -> None:
         self.shown = self.shown.with_run(run)
         self.show_results()
 
