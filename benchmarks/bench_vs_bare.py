@@ -22,7 +22,7 @@ import time
 import llama_cpp
 
 from ondevice.refs import resolve
-from ondevice.runtime.engine import WorkerModel
+from ondevice.runtime.engine import open_model
 from ondevice.runtime.llama_session import default_threads
 from ondevice.runtime.protocol import ExtraBufts, LoadOptions
 
@@ -130,7 +130,7 @@ def bench(
     options = LoadOptions(
         n_ctx=n_ctx, n_threads=threads, n_batch=512, use_mmap=False, extra_bufts=extra_bufts
     )
-    worker = WorkerModel(model.path, options, label=model.display_name)
+    worker = open_model(model, options)
     worker.bench("pp", p)  # warm-ups, as llama-bench does (where extra buffer types crash, `auto` settles)
     worker.bench("tg", 1)
     bufts = worker.facts.extra_bufts

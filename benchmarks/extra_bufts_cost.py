@@ -18,7 +18,7 @@ import psutil
 
 from ondevice.errors import WorkerError
 from ondevice.refs import resolve
-from ondevice.runtime.engine import WorkerModel
+from ondevice.runtime.engine import Backend, open_model
 from ondevice.runtime.protocol import ExtraBufts, LoadOptions
 
 SETTINGS = (ExtraBufts.ON, ExtraBufts.OFF)
@@ -33,7 +33,7 @@ def measure(ref: str, rounds: int, p: int, n: int, threads: int) -> dict[str, di
     """Median tok/s per test ("pp", "tg") and setting ("on", "off"), or the signal it died by."""
     model = resolve(ref)
     options = LoadOptions(n_ctx=max(p, n + 1, 256), n_threads=threads, n_batch=512, use_mmap=False)
-    workers: dict[ExtraBufts, WorkerModel | None] = {}
+    workers: dict[ExtraBufts, Backend | None] = {}
     figures: dict[tuple[str, ExtraBufts], list[float]] = {}
     crashed: dict[tuple[str, ExtraBufts], str] = {}
     tests = [("pp", p), ("tg", n)]
@@ -43,7 +43,7 @@ def measure(ref: str, rounds: int, p: int, n: int, threads: int) -> dict[str, di
             return
         try:
             if workers.get(setting) is None:
-                workers[setting] = WorkerModel(model.path, replace(options, extra_bufts=setting))
+                workers[setting] = open_model(model, replace(options, extra_bufts=setting))
             worker = workers[setting]
             assert worker is not None
             if seed < 0:  # warm-up

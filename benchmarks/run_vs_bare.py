@@ -17,7 +17,7 @@ import time
 import llama_cpp
 
 from ondevice.refs import resolve
-from ondevice.runtime.engine import WorkerModel, single_turn
+from ondevice.runtime.engine import Backend, open_model, single_turn
 from ondevice.runtime.llama_session import default_threads
 from ondevice.runtime.protocol import ExtraBufts, Finished, GenerationParams, LoadOptions, TokenEvent
 
@@ -69,7 +69,7 @@ class BareLoop:
         llama_cpp.llama_model_free(self.model)
 
 
-def ours(worker: WorkerModel, request) -> tuple[float, list[int], list[int]]:
+def ours(worker: Backend, request) -> tuple[float, list[int], list[int]]:
     """Tokens/s as `ondevice run` reports it: from the first token to the last, timed in the worker as
     each is sampled, while the parent reads and decodes the stream (and so competes for the cores)."""
     times: list[float] = []
@@ -88,7 +88,7 @@ def bench(ref: str, rounds: int, n: int, threads: int, n_ctx: int, extra_bufts: 
     model = resolve(ref)
     params = GenerationParams(max_tokens=n, temperature=0, ignore_eos=True)
     options = LoadOptions(n_ctx=n_ctx, n_threads=threads, extra_bufts=extra_bufts)
-    worker = WorkerModel(model.path, options, label=model.display_name)
+    worker = open_model(model, options)
     request = single_turn(model.kind, bool(worker.facts.chat_template), PROMPT, params)
     worker.reset()
     ours(worker, request)  # warm-up (where extra buffer types crash, `auto` settles here), prompt tokens

@@ -17,7 +17,7 @@ from textual.widgets import Input
 
 from ondevice.live import LiveStats, ModelSpec
 from ondevice.refs import resolve
-from ondevice.runtime.engine import WorkerModel, single_turn
+from ondevice.runtime.engine import Backend, open_model, single_turn
 from ondevice.runtime.llama_session import default_threads
 from ondevice.runtime.protocol import GenerationParams, LoadOptions, TokenEvent
 from ondevice.tui.app import OndeviceApp
@@ -41,7 +41,7 @@ async def column_speed(spec: ModelSpec, tokens: int) -> float:
         return column.live.tokens_per_second
 
 
-def plain_speed(worker: WorkerModel, spec: ModelSpec, tokens: int) -> float:
+def plain_speed(worker: Backend, spec: ModelSpec, tokens: int) -> float:
     """The same answer without the UI: the engine's stream read in a loop, timed as the column times it."""
     params = GenerationParams(max_tokens=tokens, temperature=0, ignore_eos=True)
     live = LiveStats()
@@ -58,7 +58,7 @@ def bench(ref: str, rounds: int, tokens: int, threads: int) -> float:
     options = LoadOptions(n_ctx=2048, n_threads=threads)
     spec = ModelSpec.from_resolved(model, options)
     shown, benched, plain = [], [], []
-    with WorkerModel(model.path, options, label=model.display_name) as worker:
+    with open_model(model, options) as worker:
         worker.bench("tg", tokens)  # warm-up
         asyncio.run(column_speed(spec, tokens))
         print(f"\n{model.display_name}, {threads} threads, {tokens} tokens")

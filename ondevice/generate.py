@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .refs import ResolvedModel
-from .runtime.engine import Event, WorkerModel, single_turn
+from .runtime.engine import Backend, Event, open_model, single_turn
 from .runtime.protocol import Finished, GenerationParams, LoadOptions, ModelFacts
 
 
@@ -39,11 +39,11 @@ def run_prompt(
     params: GenerationParams,
     options: LoadOptions,
     on_event: Callable[[Event], None] | None = None,
-    on_loaded: Callable[[WorkerModel], None] | None = None,
+    on_loaded: Callable[[Backend], None] | None = None,
     system: str | None = None,
 ) -> RunResult:
     """Load `model` in a worker, answer `prompt` (template or raw, by its kind), and close it."""
-    with WorkerModel(model.path, options, label=model.display_name) as worker:
+    with open_model(model, options) as worker:
         if on_loaded:
             on_loaded(worker)
         request = single_turn(model.kind, bool(worker.facts.chat_template), prompt, params, system)

@@ -10,7 +10,7 @@ from enum import Enum
 from .errors import OndeviceError
 from .kinds import Kind
 from .refs import ResolvedModel
-from .runtime.engine import Backend, WorkerModel
+from .runtime.engine import Backend, open_model
 from .runtime.protocol import Finished, GenerateRequest, GenerationStats, LoadOptions, PromptReady, TokenEvent
 
 
@@ -40,7 +40,7 @@ class ModelSpec:
             kind=model.kind,
             quant=model.quant,
             size_bytes=model.summary.file_size,
-            open=lambda: WorkerModel(model.path, options, label=model.display_name),
+            open=lambda: open_model(model, options),
         )
 
 

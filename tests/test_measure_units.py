@@ -11,7 +11,6 @@ import pytest
 from ondevice.measure import MeasureError
 from ondevice.measure.follow import FollowPrompt, Instruction, builtin_prompts, load_prompts, summarize
 from ondevice.measure.follow.checkers import CHECKERS, check, loose_variants, sentences, words
-from ondevice.measure.logprobs import dequantize, kl_divergence, log_softmax, quantize, score_rows
 from ondevice.measure.machine import backend_name
 from ondevice.measure.quality import chunk_tokens
 from ondevice.measure.results import BenchResult, BenchRun, Memory, ModelRecord, Rate, markdown_table
@@ -28,6 +27,7 @@ from ondevice.measure.stats import (
     rms,
     stddev,
 )
+from ondevice.runtime.logprobs import dequantize, kl_divergence, log_softmax, quantize, score_rows
 
 # -- statistics ---------------------------------------------------------------------------------
 

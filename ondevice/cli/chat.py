@@ -8,7 +8,7 @@ import click
 
 from ..errors import OndeviceError
 from ..prompting import Message
-from ..runtime.engine import WorkerDied, WorkerModel, chat_turn
+from ..runtime.engine import Backend, WorkerDied, chat_turn, open_model
 from ..runtime.protocol import Finished, TokenEvent
 from ..terminal_text import valid_utf8, visible_controls
 from .common import (
@@ -43,7 +43,7 @@ def chat(ref: str, system_prompt: str | None, stats: bool, **kwargs) -> None:
     model = resolve_with_progress(ref)
     options = plan.options_for(model)
     note(f"loading {describe_model(model)}")
-    with WorkerModel(model.path, options, label=model.display_name) as worker:
+    with open_model(model, options) as worker:
         has_template = bool(worker.facts.chat_template)
         if not has_template:
             note("this model has no chat template: it sees the chat as a User:/Assistant: transcript")
@@ -94,7 +94,7 @@ def chat(ref: str, system_prompt: str | None, stats: bool, **kwargs) -> None:
                 )
 
 
-def _answer(worker: WorkerModel, request) -> Finished | None:
+def _answer(worker: Backend, request) -> Finished | None:
     """Stream one answer; Ctrl-C stops it and keeps what was said so far."""
     finished = None
     shown = visible_controls if sys.stdout.isatty() else str  # a pipe gets the exact text

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from threading import Event
 
 from ..refs import ResolvedModel
-from ..runtime.engine import WorkerModel
+from ..runtime.engine import Backend, open_model
 from ..runtime.protocol import BenchTiming, LoadOptions
 from . import MeasureError, Progress
 from .machine import backend_name, llama_cpp_version, machine_record
@@ -21,12 +21,12 @@ from .results import BenchResult, BenchRun, Memory, ModelRecord, Rate
 from .stats import Estimate, mean, median, stddev
 
 ProgressFn = Callable[[Progress], None]
-OpenModel = Callable[[ResolvedModel, LoadOptions], WorkerModel]
+OpenModel = Callable[[ResolvedModel, LoadOptions], Backend]
 
 
-def open_worker(model: ResolvedModel, options: LoadOptions) -> WorkerModel:
+def open_worker(model: ResolvedModel, options: LoadOptions) -> Backend:
     """The default way a benchmark opens a model: llama.cpp in its own worker process."""
-    return WorkerModel(model.path, options, label=model.display_name)
+    return open_model(model, options)
 
 
 @dataclass(frozen=True)

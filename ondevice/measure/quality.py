@@ -3,7 +3,7 @@
 The reference's tokens cut the text into chunks of n_ctx tokens; each chunk starts with BOS (when
 the model wants one) and only its second half is scored, so every scored token has at least
 n_ctx/2 tokens of context. The reference runs once; its quantized log-probabilities go to a
-temporary file that every model's worker reads (see logprobs.py), so the pipe carries only
+temporary file that every model's worker reads (see runtime/logprobs.py), so the pipe carries only
 per-position figures.
 """
 
@@ -20,11 +20,11 @@ from threading import Event
 from ..atomic import check_free_space
 from ..gguf_file import ArrayInfo
 from ..refs import ResolvedModel
-from ..runtime.engine import WorkerModel
+from ..runtime.engine import Backend, open_model
+from ..runtime.logprobs import ChunkScores, ReferenceFiles, concat
 from ..runtime.protocol import LoadOptions, ScoreRequest
 from . import MeasureError, Progress
 from .bench import ProgressFn
-from .logprobs import ChunkScores, ReferenceFiles, concat
 from .machine import llama_cpp_version, machine_record
 from .results import EvalRun, ModelRecord, QualityResult
 from .stats import mean_with_error, percentile, ppl, ppl_ratio, proportion, rms
@@ -130,7 +130,7 @@ def evaluate_quality(
     )
     workdir = Path(tempfile.mkdtemp(prefix="ondevice-eval-"))
     try:
-        with WorkerModel(first_model.path, options, label=first_model.display_name) as worker:
+        with open_model(first_model, options) as worker:
             chunks = _chunks_for(worker, text, settings)
             run.n_chunks = len(chunks)
             tracker = _Tracker(len(chunks) * (len(models) + (reference is not None)), on_progress, cancel)
@@ -145,7 +145,7 @@ def evaluate_quality(
                 ref_scores = _score_all(worker, chunks, settings, tracker, save_path=base)
                 run.reference_ppl = ppl(ref_scores.nll.tolist())
         for index, model in enumerate(models):
-            with WorkerModel(model.path, options, label=model.display_name) as worker:
+            with open_model(model, options) as worker:
                 model_chunks = chunks
                 if reference is None and index > 0:
                     # Perplexity alone: each model reads the text through its own tokenizer.
@@ -170,7 +170,7 @@ def evaluate_quality(
     return run
 
 
-def _chunks_for(worker: WorkerModel, text: str, settings: QualitySettings) -> list[list[int]]:
+def _chunks_for(worker: Backend, text: str, settings: QualitySettings) -> list[list[int]]:
     tokens = worker.tokenize(text, add_special=True)
     bos = tokens[0] if worker.facts.add_bos and tokens else None  # add_special put it there
     return chunk_tokens(tokens, settings.n_ctx, settings.n_chunks, bos)
@@ -189,7 +189,7 @@ class _Tracker:
 
 
 def _score_all(
-    worker: WorkerModel,
+    worker: Backend,
     chunks: list[list[int]],
     settings: QualitySettings,
     tracker: _Tracker,

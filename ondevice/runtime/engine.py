@@ -19,6 +19,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import psutil
 
@@ -28,6 +29,7 @@ from ..prompting import TRANSCRIPT_STOPS, Message, PromptMode
 from . import build, extra_bufts
 from .lifeline import log_file
 from .protocol import (
+    Ask,
     BenchRequest,
     BenchTiming,
     DetokenizeRequest,
@@ -39,6 +41,7 @@ from .protocol import (
     LoadOptions,
     ModelFacts,
     PromptReady,
+    R,
     Reply,
     ResetRequest,
     ScoreRequest,
@@ -46,6 +49,10 @@ from .protocol import (
     TokenEvent,
     TokenizeRequest,
 )
+
+if TYPE_CHECKING:
+    from ..refs import ResolvedModel
+    from .logprobs import ChunkScores
 
 Event = PromptReady | TokenEvent | Finished
 log = logging.getLogger("ondevice.runtime")
@@ -111,6 +118,30 @@ class Backend(ABC):
     def rss_bytes(self) -> int:
         """Resident memory the model takes now (0 once released)."""
 
+    # What consumers use beyond generation. A backend that cannot do one says so when asked.
+
+    def drain(self) -> Finished | None:
+        """After a consumer stopped reading a stream, finish that answer and return its end."""
+        return None
+
+    def tokenize(self, text: str, add_special: bool = False, parse_special: bool = False) -> list[int]:
+        raise WorkerError(f"{type(self).__name__} cannot tokenize")
+
+    def detokenize(self, token_ids: list[int] | tuple[int, ...]) -> str:
+        raise WorkerError(f"{type(self).__name__} cannot detokenize")
+
+    def reset(self) -> None:
+        """Start a new conversation: forget the KV cache."""
+        return None  # a backend that keeps no cache has nothing to forget
+
+    def bench(self, test: str, n_tokens: int, n_threads: int | None = None, seed: int = 0) -> BenchTiming:
+        """One llama-bench test ("pp" or "tg") on an empty KV cache."""
+        raise WorkerError(f"{type(self).__name__} cannot benchmark")
+
+    def score(self, request: ScoreRequest) -> ChunkScores:
+        """Evaluate one chunk of tokens and return its per-position scores (see ScoreRequest)."""
+        raise WorkerError(f"{type(self).__name__} cannot score")
+
     def generate(self, request: GenerateRequest) -> Finished:
         """Run a request to the end and return its Finished event."""
         finished = None
@@ -126,6 +157,16 @@ class Backend(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def open_model(
+    model: ResolvedModel | str | Path, options: LoadOptions | None = None, label: str | None = None
+) -> Backend:
+    """Load a model (a resolved reference, or a GGUF path) in its own worker process: the one way the
+    CLI, the measurements and the UI open a model."""
+    if isinstance(model, str | Path):
+        return WorkerModel(model, options, label)
+    return WorkerModel(model.path, options, label or model.display_name)
 
 
 class WorkerDied(WorkerError):
@@ -201,7 +242,10 @@ class WorkerModel(Backend):
         if isinstance(first, Failed):
             self.close()
             raise WorkerError(first.message)
-        return first  # type: ignore[return-value]
+        if not isinstance(first, ModelFacts):
+            self.close()
+            raise WorkerError(f"unexpected {type(first).__name__} while loading")
+        return first
 
     def _recover(self, died: WorkerDied) -> None:
         """After the worker died: load again without extra buffer types if they may be the cause,
@@ -297,7 +341,8 @@ class WorkerModel(Backend):
             self.process.join(timeout=2)
             raise WorkerDied(self._death_message(doing), self.process.exitcode) from None
 
-    def _ask(self, request: object, doing: str) -> object:
+    def _ask(self, request: Ask[R], doing: str) -> R:
+        """Send an Ask request and return its reply's value, typed as the request declares."""
         if self._busy:
             raise WorkerError(f"{self.label} is busy generating")
         while True:
@@ -312,7 +357,7 @@ class WorkerModel(Backend):
             raise _failure(reply)
         if not isinstance(reply, Reply):
             raise WorkerError(f"unexpected reply {type(reply).__name__} while {doing}")
-        return reply.value
+        return cast(R, reply.value)
 
     # -- the interface ----------------------------------------------------------------------
 
@@ -347,10 +392,12 @@ class WorkerModel(Backend):
                     yielded = True
                     yield from event.events
                     continue
+                if not isinstance(event, PromptReady | TokenEvent | Finished):
+                    raise WorkerError(f"unexpected {type(event).__name__} while generating")
                 if isinstance(event, Finished):
                     self._busy = False
                 yielded = True
-                yield event  # type: ignore[misc]
+                yield event
                 if isinstance(event, Finished):
                     return
         finally:
@@ -378,10 +425,10 @@ class WorkerModel(Backend):
         self._cancel.set()
 
     def tokenize(self, text: str, add_special: bool = False, parse_special: bool = False) -> list[int]:
-        return self._ask(TokenizeRequest(text, add_special, parse_special), "tokenizing")  # type: ignore[return-value]
+        return self._ask(TokenizeRequest(text, add_special, parse_special), "tokenizing")
 
     def detokenize(self, token_ids: list[int] | tuple[int, ...]) -> str:
-        return self._ask(DetokenizeRequest(tuple(token_ids)), "detokenizing")  # type: ignore[return-value]
+        return self._ask(DetokenizeRequest(tuple(token_ids)), "detokenizing")
 
     def reset(self) -> None:
         """Start a new conversation: forget the KV cache."""
@@ -390,9 +437,9 @@ class WorkerModel(Backend):
     def bench(self, test: str, n_tokens: int, n_threads: int | None = None, seed: int = 0) -> BenchTiming:
         """Run one llama-bench test ("pp" or "tg") in the worker; the KV cache is cleared around it."""
         request = BenchRequest(test, n_tokens, n_threads, seed)
-        return self._ask(request, f"benchmarking {test}{n_tokens}")  # type: ignore[return-value]
+        return self._ask(request, f"benchmarking {test}{n_tokens}")
 
-    def score(self, request: ScoreRequest):  # -> ondevice.measure.logprobs.ChunkScores
+    def score(self, request: ScoreRequest) -> ChunkScores:
         """Evaluate one chunk of tokens and return its per-position scores (see ScoreRequest)."""
         return self._ask(request, "scoring a chunk")
 

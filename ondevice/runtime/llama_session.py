@@ -436,7 +436,7 @@ class LlamaSession:
         """Evaluate one chunk and score its positions first .. len-2 (see ScoreRequest)."""
         import numpy as np
 
-        from ..measure.logprobs import ReferenceFiles, concat, quantize, score_rows
+        from .logprobs import ReferenceFiles, concat, quantize, score_rows
 
         tokens, first = list(request.tokens), request.first
         n, n_vocab = len(tokens), self.facts.n_vocab

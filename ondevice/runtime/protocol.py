@@ -5,8 +5,18 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from enum import Enum
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from ..prompting import Message, PromptMode
+
+if TYPE_CHECKING:
+    pass
+
+R = TypeVar("R")
+
+
+class Ask(Generic[R]):
+    """A request the worker answers with one Reply whose value is an R (the parent's `_ask` returns it)."""
 
 
 class ExtraBufts(str, Enum):
@@ -167,31 +177,31 @@ class Failed:
 
 
 @dataclass(frozen=True)
-class TokenizeRequest:
+class TokenizeRequest(Ask[list[int]]):
     text: str
     add_special: bool = False
     parse_special: bool = False
 
 
 @dataclass(frozen=True)
-class DetokenizeRequest:
+class DetokenizeRequest(Ask[str]):
     token_ids: tuple[int, ...]
 
 
 @dataclass(frozen=True)
-class ResetRequest:
+class ResetRequest(Ask[None]):
     """Forget the KV cache (a new conversation)."""
 
 
 @dataclass(frozen=True)
 class Reply:
-    """The answer to a tokenize, detokenize or reset request."""
+    """The answer to an Ask request."""
 
     value: object = None
 
 
 @dataclass(frozen=True)
-class BenchRequest:
+class BenchRequest(Ask["BenchTiming"]):
     """One llama-bench test on an empty KV cache: "pp" decodes `n_tokens` random ids in prompt
     batches; "tg" decodes them one at a time. Timed inside the worker, so the pipe costs nothing."""
 
@@ -212,7 +222,7 @@ class BenchTiming:
 
 
 @dataclass(frozen=True)
-class ScoreRequest:
+class ScoreRequest(Ask["ChunkScores"]):
     """Evaluate one chunk of tokens and score positions first .. len-2 against the token after each
     (llama-perplexity). With `save_path` the worker writes its quantized log-probabilities for those
     positions as rows `row ...` of the reference files; with `compare_path` it reads those rows

@@ -8,12 +8,16 @@ import resource
 import signal
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from multiprocessing.connection import Connection
 from multiprocessing.synchronize import Event
+from typing import TYPE_CHECKING, Any
 
 from ..errors import OndeviceError, PromptError
 from .lifeline import exit_with_parent
+
+if TYPE_CHECKING:
+    from .llama_session import LlamaSession  # the module itself loads only in the worker
 from .protocol import (
     BenchRequest,
     DetokenizeRequest,
@@ -93,7 +97,19 @@ def _stream(conn: Connection, events: Iterable[object], send_every: float) -> No
         flush()
 
 
-def _serve(conn: Connection, session, cancel: Event) -> None:
+def _handlers(session: LlamaSession) -> dict[type, Callable[[Any], object]]:
+    """What answers each Ask request: one reply value each."""
+    return {
+        TokenizeRequest: lambda m: session.tokenize(m.text, m.add_special, m.parse_special),
+        DetokenizeRequest: lambda m: session.detokenize(list(m.token_ids)),
+        ResetRequest: lambda m: session.reset(),
+        BenchRequest: session.bench,
+        ScoreRequest: session.score,
+    }
+
+
+def _serve(conn: Connection, session: LlamaSession, cancel: Event) -> None:
+    handlers = _handlers(session)
     while True:
         try:
             message = conn.recv()
@@ -104,17 +120,8 @@ def _serve(conn: Connection, session, cancel: Event) -> None:
         try:
             if isinstance(message, GenerateRequest):
                 _stream(conn, session.generate(message, cancel.is_set), message.send_every)
-            elif isinstance(message, TokenizeRequest):
-                conn.send(Reply(session.tokenize(message.text, message.add_special, message.parse_special)))
-            elif isinstance(message, DetokenizeRequest):
-                conn.send(Reply(session.detokenize(list(message.token_ids))))
-            elif isinstance(message, ResetRequest):
-                session.reset()
-                conn.send(Reply())
-            elif isinstance(message, BenchRequest):
-                conn.send(Reply(session.bench(message)))
-            elif isinstance(message, ScoreRequest):
-                conn.send(Reply(session.score(message)))
+            elif type(message) in handlers:
+                conn.send(Reply(handlers[type(message)](message)))
             else:
                 conn.send(Failed(f"unknown request {type(message).__name__}"))
         except PromptError as exc:

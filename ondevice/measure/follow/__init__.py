@@ -10,7 +10,7 @@ from threading import Event
 from typing import Any
 
 from ...refs import ResolvedModel
-from ...runtime.engine import WorkerModel, single_turn
+from ...runtime.engine import open_model, single_turn
 from ...runtime.protocol import GenerationParams, LoadOptions
 from .. import MeasureError, Progress
 from ..bench import ProgressFn
@@ -134,7 +134,7 @@ def evaluate_follow(
     results = []
     total, done = len(models) * len(prompts), 0
     for model in models:
-        with WorkerModel(model.path, options, label=model.display_name) as worker:
+        with open_model(model, options) as worker:
             has_template = bool(worker.facts.chat_template)
             answers, mode = [], ""
             for prompt in prompts:
