@@ -12,8 +12,7 @@ from collections.abc import Callable
 from ondevice.refs import resolve
 from ondevice.store import Store
 
-from .hf_to_gguf.base import OutType
-from .hf_to_gguf.convert import ConvertResult
+from .outputs import ConvertResult, OutType
 from .quantize import QuantizeProgress, is_quantized, quantize
 
 __all__ = ["convert_gguf"]

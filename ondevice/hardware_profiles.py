@@ -9,7 +9,7 @@ from typing import Any
 from .hardware import Hardware
 from .profile_files import INTERNAL, doc, find_profile, list_profiles, load_file
 from .runtime.protocol import ExtraBufts, LoadOptions
-from .units import format_bytes
+from .units import format_bytes, parse_size
 
 __all__ = [
     "APPLIED_FIELDS",
@@ -120,8 +120,6 @@ class HardwareProfile:
 
     @property
     def headroom_bytes(self) -> int:
-        from .preflight import parse_size
-
         return parse_size(self.memory_headroom)
 
     def as_dict(self) -> dict[str, Any]:

@@ -36,7 +36,6 @@ __all__ = [
     "check_memory",
     "combined",
     "estimate_memory",
-    "parse_size",
 ]
 
 MiB = 1 << 20
@@ -58,22 +57,10 @@ KV_TYPE_BYTES = {
 }
 # Every Nth layer is global in these architectures (llama.cpp sets it in code, not in the GGUF).
 SWA_PATTERNS = {"gemma2": 2, "gemma3": 6, "cohere2": 4}
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
 
 
 class InsufficientMemoryError(OndeviceError):
     """The model would not fit in the memory this machine has free."""
-
-
-def parse_size(text: str | int) -> int:
-    """Bytes from "8G", "1.5 GB", "512M", "2GiB" or a plain number of bytes (K/M/G/T are powers of 1024)."""
-    if isinstance(text, int) and not isinstance(text, bool):
-        return text
-    match = _SIZE.match(str(text))
-    if not match:
-        raise ValueError(f"{text!r} is not a size (like 512M, 8G or 1.5GB)")
-    number, unit = match.groups()
-    return int(float(number) * 1024 ** "_kmgt".index(unit.lower() or "_"))
 
 
 @dataclass(frozen=True)

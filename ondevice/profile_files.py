@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 from . import locations
 from .errors import OndeviceError
+from .units import parse_size
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -218,8 +219,6 @@ def _check(hint: Any, value: Any, meta: Any, where: _Where, table: tuple[str, ..
         if item > maximum:
             raise where.error(table, key, f"{item} is above the maximum {maximum}")
     if meta.get("size"):
-        from .preflight import parse_size  # here: preflight imports this module
-
         try:
             parse_size(checked)
         except ValueError as exc:

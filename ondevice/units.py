@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
+
 
 def format_bytes(n: float) -> str:
     """Human size in decimal units, as disk tools print them."""
@@ -10,3 +14,14 @@ def format_bytes(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1000
     return f"{n:.1f} TB"
+
+
+def parse_size(text: str | int) -> int:
+    """Bytes from "8G", "1.5 GB", "512M", "2GiB" or a plain number of bytes (K/M/G/T are powers of 1024)."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        return text
+    match = _SIZE.match(str(text))
+    if not match:
+        raise ValueError(f"{text!r} is not a size (like 512M, 8G or 1.5GB)")
+    number, unit = match.groups()
+    return int(float(number) * 1024 ** "_kmgt".index(unit.lower() or "_"))

@@ -15,11 +15,11 @@ from ondevice.preflight import (
     check_memory,
     combined,
     estimate_for_model,
-    parse_size,
     require_fit,
 )
 from ondevice.runtime.engine import WorkerModel, single_turn
 from ondevice.runtime.protocol import GenerationParams, LoadOptions
+from ondevice.units import parse_size
 
 MiB, GiB = 1 << 20, 1 << 30
 

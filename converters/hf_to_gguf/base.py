@@ -13,25 +13,20 @@ import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
 from typing import Any, ClassVar
 
 import gguf
 import numpy as np
 
-from ondevice.errors import OndeviceError
 from ondevice.preflight import LIMITS, ShapeError, bounded
 
+from ..outputs import ConvertError, OutType
 from ..safetensors_reader import Checkpoint
 from .vocab import Vocab, build_vocab
 
 Transform = Callable[[np.ndarray], np.ndarray]
 ProgressFn = Callable[[int, int], None]  # (tensors written, tensors in all)
-
-
-class ConvertError(OndeviceError):
-    """A checkpoint cannot be converted as asked."""
 
 
 # config.json sizes beside num_hidden_layers (checked once a checkpoint is opened).
@@ -44,34 +39,6 @@ _CONFIG_LIMITS = {
     "vocab_size": LIMITS["vocab"],
     "max_position_embeddings": LIMITS["size"],
 }
-
-
-class OutType(str, Enum):
-    """The GGUF weight types a conversion can write."""
-
-    F32 = "f32"
-    F16 = "f16"
-    BF16 = "bf16"
-    Q8_0 = "q8_0"
-
-    @property
-    def ggml_type(self) -> gguf.GGMLQuantizationType:
-        return gguf.GGMLQuantizationType[self.name]
-
-    @property
-    def file_type(self) -> gguf.LlamaFileType:
-        return (
-            gguf.LlamaFileType.ALL_F32 if self is OutType.F32 else gguf.LlamaFileType[f"MOSTLY_{self.name}"]
-        )
-
-    @classmethod
-    def parse(cls, text: str) -> OutType:
-        try:
-            return cls(text.lower())
-        except ValueError:
-            raise ConvertError(
-                f"unknown output type {text!r}; choose one of {', '.join(t.value for t in cls)}"
-            ) from None
 
 
 @dataclass(frozen=True)

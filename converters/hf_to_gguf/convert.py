@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from ondevice.atomic import atomic_path, check_free_space
@@ -14,8 +13,18 @@ from ondevice.gguf_file import GGUFSummary, read_gguf
 from ondevice.kinds import Kind
 from ondevice.store import Manifest, Store, check_name, describe, sha256_file
 
+from ..dequantize import convert_gguf
+from ..outputs import ConvertResult
 from ..safetensors_reader import Checkpoint
-from .base import ConvertError, Family, OutType, ProgressFn, planned_size, read_config, write_gguf
+from .base import (
+    ConvertError,
+    Family,
+    OutType,
+    ProgressFn,
+    planned_size,
+    read_config,
+    write_gguf,
+)
 from .gemma3 import Gemma3Family
 from .llama import LlamaFamily
 from .qwen2 import Qwen2Family
@@ -24,32 +33,6 @@ FAMILY_CLASSES: tuple[type[Family], ...] = (LlamaFamily, Qwen2Family, Gemma3Fami
 FAMILIES: dict[str, type[Family]] = {t: cls for cls in FAMILY_CLASSES for t in cls.model_types}
 PICKLED_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
 _METADATA_SLACK = 64 * 1024 * 1024  # vocabulary and header on top of the tensor bytes
-
-
-@dataclass
-class ConvertResult:
-    """One GGUF a conversion wrote."""
-
-    ref: str
-    path: Path
-    outtype: str
-    architecture: str
-    size_bytes: int
-    bits_per_weight: float
-    seconds: float
-    notes: list[str] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, object]:
-        return {
-            "ref": self.ref,
-            "path": str(self.path),
-            "outtype": self.outtype,
-            "architecture": self.architecture,
-            "size_bytes": self.size_bytes,
-            "bits_per_weight": self.bits_per_weight,
-            "seconds": round(self.seconds, 2),
-            "notes": self.notes,
-        }
 
 
 def family_for(directory: Path, root: Path | None = None) -> Family:
@@ -156,8 +139,6 @@ def convert(
     outtype = OutType.parse(outtype) if isinstance(outtype, str) else outtype
     store = store or Store()
     if _is_model_ref(source):
-        from ..dequantize import convert_gguf
-
         return convert_gguf(str(source), outtype, name=name, store=store, progress=progress)
     revision = None
     extra: dict[str, object] = {}
