@@ -15,8 +15,8 @@ from pathlib import Path
 
 from ondevice.errors import OndeviceError
 from ondevice.kinds import Kind
-from ondevice.model_pairs import ModelPair, load_model_pair, model_pairs
-from ondevice.profile_files import list_profiles
+from ondevice.planning.model_pairs import ModelPair, load_model_pair, model_pairs
+from ondevice.planning.profile_files import list_profiles
 from ondevice.refs import pull_bundled
 from ondevice.store import Manifest, Store, StoreEntry
 

@@ -165,7 +165,7 @@ def test_run_with_a_build_for_another_cpu_is_one_line_with_the_rebuild_command(m
 
 
 def test_the_flag_and_the_profile_key_reach_the_load_options(tmp_path):
-    from ondevice.hardware_profiles import load_hardware_profile, resolve_load_options
+    from ondevice.planning.hardware_profiles import load_hardware_profile, resolve_load_options
 
     profile = load_hardware_profile("cpu-laptop")
     assert resolve_load_options(profile, {}).extra_bufts is ExtraBufts.AUTO

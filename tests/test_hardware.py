@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ondevice.hardware import GPU, Hardware, detect_hardware, parse_meminfo, parse_nvidia_smi
+from ondevice.planning.hardware import GPU, Hardware, detect_hardware, parse_meminfo, parse_nvidia_smi
 
 linux = pytest.mark.skipif(platform.system() != "Linux", reason="reads /proc")
 

@@ -273,7 +273,7 @@ def test_a_load_failure_quotes_llama_cpps_reason(smol, tmp_path, key, value, rea
 def test_workers_get_a_data_limit_from_the_preflight_and_hitting_it_is_one_clean_error(smol):
     from ondevice.cli.common import load_plan
     from ondevice.errors import WorkerError
-    from ondevice.preflight import estimate_for_model, worker_memory_limit
+    from ondevice.planning.preflight import estimate_for_model, worker_memory_limit
     from ondevice.runtime.engine import WorkerModel
     from ondevice.runtime.protocol import LoadOptions
 

@@ -6,10 +6,10 @@ import pytest
 from click.testing import CliRunner
 from conftest import GEMMA, SMOL
 
-from ondevice import hardware as hardware_module
 from ondevice.cli import cli
-from ondevice.hardware import GPU, Hardware
-from ondevice.preflight import (
+from ondevice.planning import hardware as hardware_module
+from ondevice.planning.hardware import GPU, Hardware
+from ondevice.planning.preflight import (
     InsufficientMemoryError,
     ModelShape,
     check_memory,
@@ -155,7 +155,7 @@ def test_models_info_shows_the_estimate(models_home):
 
 def test_the_picker_refuses_a_model_that_will_not_fit(models_home, monkeypatch):
     from ondevice.cli.tui_launch import open_checked
-    from ondevice.preflight import InsufficientMemoryError
+    from ondevice.planning.preflight import InsufficientMemoryError
 
     options = LoadOptions(n_ctx=32768)
     assert open_checked(GEMMA, options).size_bytes > 0  # this machine has the room

@@ -9,21 +9,21 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from ondevice import hardware as hardware_module
 from ondevice.cli import cli
 from ondevice.cli.common import load_plan
-from ondevice.hardware import GPU, Hardware
-from ondevice.hardware_profiles import (
+from ondevice.measure.runs import load_run
+from ondevice.planning import hardware as hardware_module
+from ondevice.planning.hardware import GPU, Hardware
+from ondevice.planning.hardware_profiles import (
     HardwareProfile,
     choose_profile,
     hardware_profiles,
     load_hardware_profile,
     resolve_load_options,
 )
-from ondevice.measure.runs import load_run
-from ondevice.model_pairs import ModelPair, model_pairs, pairs_for
-from ondevice.profile_files import ProfileError, field_docs, load_file
-from ondevice.recommend import recommend
+from ondevice.planning.model_pairs import ModelPair, model_pairs, pairs_for
+from ondevice.planning.profile_files import ProfileError, field_docs, load_file
+from ondevice.planning.recommend import recommend
 
 GiB = 1 << 30
 

@@ -11,7 +11,6 @@ from gguf_samples import write_tiny_gguf
 from textual.widgets import DataTable, Input, Label, OptionList, ProgressBar, Select, SelectionList
 from textual_plotext import PlotextPlot
 
-from ondevice.hardware import Hardware
 from ondevice.kinds import Kind
 from ondevice.live import ModelSpec
 from ondevice.measure import MeasureError, Progress
@@ -26,6 +25,7 @@ from ondevice.measure.results import (
 )
 from ondevice.measure.runs import list_runs, save_run
 from ondevice.measure.stats import Estimate
+from ondevice.planning.hardware import Hardware
 from ondevice.refs import ResolvedModel, resolve
 from ondevice.runtime.protocol import BenchTiming, GenerationParams, LoadOptions
 from ondevice.tui.app import OndeviceApp

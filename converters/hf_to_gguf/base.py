@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 import gguf
 import numpy as np
 
-from ondevice.preflight import LIMITS, ShapeError, bounded
+from ondevice.planning.preflight import LIMITS, ShapeError, bounded
 
 from ..outputs import ConvertError, OutType
 from ..safetensors_reader import Checkpoint

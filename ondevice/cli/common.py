@@ -24,10 +24,15 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from .. import hardware
-from ..hardware import Hardware
-from ..hardware_profiles import HardwareProfile, choose_profile, load_hardware_profile, resolve_load_options
-from ..preflight import (
+from ..planning import hardware
+from ..planning.hardware import Hardware
+from ..planning.hardware_profiles import (
+    HardwareProfile,
+    choose_profile,
+    load_hardware_profile,
+    resolve_load_options,
+)
+from ..planning.preflight import (
     MemoryEstimate,
     check_memory,
     combined,

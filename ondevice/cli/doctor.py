@@ -7,9 +7,9 @@ from typing import Any
 import click
 from rich.console import Console
 
-from .. import hardware
-from ..hardware import Hardware
-from ..hardware_profiles import APPLIED_FIELDS, choose_profile, load_hardware_profile
+from ..planning import hardware
+from ..planning.hardware import Hardware
+from ..planning.hardware_profiles import APPLIED_FIELDS, choose_profile, load_hardware_profile
 from ..runtime import extra_bufts
 from ..runtime.protocol import ExtraBufts
 from ..units import format_bytes

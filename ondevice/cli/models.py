@@ -8,11 +8,12 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from .. import bundled, hardware
+from .. import bundled
 from ..errors import OndeviceError
-from ..hardware_profiles import choose_profile, load_hardware_profile, resolve_load_options
 from ..model_info import entry_row, model_info
-from ..preflight import check_memory, estimate_for_model
+from ..planning import hardware
+from ..planning.hardware_profiles import choose_profile, load_hardware_profile, resolve_load_options
+from ..planning.preflight import check_memory, estimate_for_model
 from ..refs import pull_bundled, resolve
 from ..store import Store, check_name, describe, sha256_file
 from ..units import format_bytes

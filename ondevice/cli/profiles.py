@@ -10,13 +10,18 @@ import click
 from rich.console import Console
 from rich.text import Text
 
-from .. import hardware
 from ..errors import OndeviceError
-from ..hardware import Hardware
-from ..hardware_profiles import HardwareProfile, choose_profile, hardware_profiles, load_hardware_profile
-from ..model_pairs import ModelPair, load_model_pair, model_pairs
-from ..profile_files import ProfileError, field_docs, find_profile
-from ..recommend import MIN_CONTEXT, TYPICAL_SOURCE, measured_quality, recommend
+from ..planning import hardware
+from ..planning.hardware import Hardware
+from ..planning.hardware_profiles import (
+    HardwareProfile,
+    choose_profile,
+    hardware_profiles,
+    load_hardware_profile,
+)
+from ..planning.model_pairs import ModelPair, load_model_pair, model_pairs
+from ..planning.profile_files import ProfileError, field_docs, find_profile
+from ..planning.recommend import MIN_CONTEXT, TYPICAL_SOURCE, measured_quality, recommend
 from ..units import format_bytes, parse_size
 from .common import PlainTable, print_json
 from .doctor import diagnosis, print_diagnosis

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..hardware import detect_hardware
+from ..planning.hardware import detect_hardware
 from ..runtime import build
 
 
 def machine_record() -> dict[str, Any]:
-    """CPU model, cores, RAM, OS and GPUs, as ondevice.hardware detects them."""
+    """CPU model, cores, RAM, OS and GPUs, as ondevice.planning.hardware detects them."""
     hw = detect_hardware()
     return {
         "os": f"{hw.os} {hw.os_version}".strip(),

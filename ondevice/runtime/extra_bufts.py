@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import write_text_atomic
-from ..hardware import cpu_signature
 from ..locations import state_dir
+from ..planning.hardware import cpu_signature
 from . import build
 from .protocol import ExtraBufts, LoadOptions
 

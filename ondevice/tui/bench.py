@@ -37,7 +37,6 @@ from textual.widgets.selection_list import Selection
 from textual_plotext import PlotextPlot
 
 from ..errors import OndeviceError
-from ..hardware import Hardware, detect_hardware
 from ..measure import MeasureError, Progress
 from ..measure.bench import BenchSettings, OpenModel, ProgressFn, open_worker, run_bench
 from ..measure.evaluate import EvalSettings, evaluate
@@ -45,7 +44,8 @@ from ..measure.quality import METRICS
 from ..measure.results import BenchRun, EvalRun, ModelRecord, Rate
 from ..measure.runs import Run, SavedRun, list_runs, load_run, save_run
 from ..measure.stats import Estimate
-from ..preflight import require_fit_now
+from ..planning.hardware import Hardware, detect_hardware
+from ..planning.preflight import require_fit_now
 from ..refs import ResolvedModel, resolve
 from ..runtime.protocol import LoadOptions
 from ..terminal_text import plain_text

@@ -20,7 +20,7 @@ from typing import Any
 
 import psutil
 
-from .runtime.build import build_info
+from ..runtime.build import build_info
 
 __all__ = ["GPU", "Hardware", "detect_hardware"]
 

@@ -22,11 +22,13 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import GGUFError, OndeviceError
-from .gguf_file import GGUFSummary
+from ..errors import GGUFError, OndeviceError
+from ..gguf_file import GGUFSummary
+from ..runtime.protocol import LoadOptions
+from ..units import format_bytes
+from . import hardware
 from .hardware import Hardware
-from .runtime.protocol import LoadOptions
-from .units import format_bytes
+from .hardware_profiles import choose_profile, load_hardware_profile
 
 __all__ = [
     "InsufficientMemoryError",
@@ -372,10 +374,7 @@ def check_memory(estimate: MemoryEstimate, hw: Hardware, headroom: int) -> Memor
 
 def check_now(summary: GGUFSummary, options: LoadOptions, hw: Hardware | None = None) -> MemoryCheck:
     """One more model against what this machine (or ``hw``) has free now, keeping its profile's headroom."""
-    from .hardware import detect_hardware  # here: hardware_profiles imports this module
-    from .hardware_profiles import choose_profile, load_hardware_profile
-
-    hw = hw or detect_hardware()
+    hw = hw or hardware.detect_hardware()
     headroom = load_hardware_profile(choose_profile(hw).profile).headroom_bytes
     return check_memory(estimate_for_model(summary, options, hw), hw, headroom)
 

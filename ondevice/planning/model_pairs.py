@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import OndeviceError
+from ..errors import OndeviceError
 from .profile_files import INTERNAL, doc, find_profile, list_profiles, load_file
 
 __all__ = ["QUANT_LEVELS", "Architecture", "ModelPair", "load_model_pair", "model_pairs", "pairs_for"]

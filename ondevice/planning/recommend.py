@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..runtime.protocol import LoadOptions
 from .model_pairs import ModelPair, pairs_for
 from .preflight import KV_PAD, ModelShape, estimate_memory
-from .runtime.protocol import LoadOptions
 
 __all__ = ["TYPICAL", "Recommendation", "measured_quality", "recommend"]
 
@@ -156,8 +156,8 @@ def _with_rank(r: Recommendation, rank: int) -> Recommendation:
 
 def measured_quality(runs: Path | None = None) -> dict[tuple[str, str], tuple[float, str]]:
     """Mean KL divergence per (pair name, QUANT) from the saved eval runs (newest wins)."""
-    from .measure.results import EvalRun
-    from .measure.runs import load_runs
+    from ..measure.results import EvalRun
+    from ..measure.runs import load_runs
     from .model_pairs import model_pairs
 
     pairs = [p for p in model_pairs() if not p.bundled]

@@ -6,10 +6,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..runtime.protocol import ExtraBufts, LoadOptions
+from ..units import format_bytes, parse_size
 from .hardware import Hardware
 from .profile_files import INTERNAL, doc, find_profile, list_profiles, load_file
-from .runtime.protocol import ExtraBufts, LoadOptions
-from .units import format_bytes, parse_size
 
 __all__ = [
     "APPLIED_FIELDS",

@@ -22,9 +22,9 @@ from dataclasses import dataclass, fields, is_dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from . import locations
-from .errors import OndeviceError
-from .units import parse_size
+from .. import locations
+from ..errors import OndeviceError
+from ..units import parse_size
 
 if sys.version_info >= (3, 11):
     import tomllib
