@@ -6,7 +6,6 @@ import contextlib
 import json
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
 from typing import Any
 
 import click
@@ -24,24 +23,9 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from ..planning import hardware
-from ..planning.hardware import Hardware
-from ..planning.hardware_profiles import (
-    HardwareProfile,
-    choose_profile,
-    load_hardware_profile,
-    resolve_load_options,
-)
-from ..planning.preflight import (
-    MemoryEstimate,
-    check_memory,
-    combined,
-    estimate_for_model,
-    require_fit,
-    worker_memory_limit,
-)
+from ..planning.plan import LoadPlan, plan_load
 from ..refs import ResolvedModel, resolve, verify
-from ..runtime.protocol import ExtraBufts, GenerationParams, GenerationStats, LoadOptions
+from ..runtime.protocol import ExtraBufts, GenerationParams, GenerationStats
 from ..terminal_text import plain_text, valid_utf8, visible_controls
 from ..units import format_bytes
 
@@ -188,46 +172,8 @@ def params_from(kwargs: dict[str, Any]) -> GenerationParams:
     )
 
 
-@dataclass(frozen=True)
-class LoadPlan:
-    """What --profile, the loading flags and --force asked for, on this machine."""
-
-    options: LoadOptions  # the profile's settings with the explicit flags applied
-    profile: HardwareProfile
-    hardware: Hardware
-    reason: str  # why this profile: named by the user, or picked for the machine
-    force: bool
-
-    def options_for(self, model: ResolvedModel) -> LoadOptions:
-        """The options to load ``model`` with, after the memory pre-flight (refuses unless --force)."""
-        estimate = estimate_for_model(model.summary, self.options, self.hardware)
-        result = check_memory(estimate, self.hardware, self.profile.headroom_bytes)
-        if not result.fits and self.force:
-            note(f"--force: loading {model.display_name} although it {result.summary()}")
-        require_fit(result, model.display_name, self.force)
-        return self._limited(estimate)
-
-    def _limited(self, estimate: MemoryEstimate) -> LoadOptions:
-        """The options with the worker's memory limit from the estimate (none with --force)."""
-        if self.force:
-            return self.options
-        return replace(self.options, memory_limit_bytes=worker_memory_limit(estimate))
-
-    def options_for_all(self, models: list[ResolvedModel]) -> LoadOptions:
-        """Like options_for, for models that are loaded at the same time (their memory adds up)."""
-        if len(models) == 1:
-            return self.options_for(models[0])
-        estimates = [estimate_for_model(m.summary, self.options, self.hardware) for m in models]
-        result = check_memory(combined(estimates), self.hardware, self.profile.headroom_bytes)
-        names = " + ".join(m.display_name for m in models)
-        if not result.fits and self.force:
-            note(f"--force: loading {names} although together they {result.summary()}")
-        require_fit(result, names, self.force)
-        return self._limited(max(estimates, key=lambda e: e.total_bytes))
-
-
 def load_plan(kwargs: dict[str, Any]) -> LoadPlan:
-    """Pop the loading flags, --profile and --force from a command's kwargs and settle the options."""
+    """Pop the loading flags, --profile and --force from a command's kwargs and plan the loads."""
     explicit = {
         "n_ctx": kwargs.pop("n_ctx", None),
         "n_threads": kwargs.pop("threads", None),
@@ -239,16 +185,7 @@ def load_plan(kwargs: dict[str, Any]) -> LoadPlan:
     no_mmap = kwargs.pop("no_mmap", None)
     if no_mmap is not None:
         explicit["use_mmap"] = not no_mmap
-    name = kwargs.pop("profile_name", None)
-    force = kwargs.pop("force", False)
-    machine = hardware.detect_hardware()
-    if name:
-        reason = "named with --profile"
-    else:
-        selection = choose_profile(machine)
-        name, reason = selection.profile, selection.reason
-    profile = load_hardware_profile(name)
-    return LoadPlan(resolve_load_options(profile, explicit), profile, machine, reason, force)
+    return plan_load(explicit, kwargs.pop("profile_name", None), kwargs.pop("force", False))
 
 
 @contextlib.contextmanager

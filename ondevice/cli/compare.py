@@ -57,7 +57,7 @@ def compare(
     if not plain and not as_json:
         from .tui_launch import launch_compare  # textual loads only for the UI
 
-        options = plan.options_for_all(models)  # the UI holds every model at once
+        options = plan.options_for(*models)  # the UI holds every model at once
 
         launch_compare(models, params, options, system)
         return

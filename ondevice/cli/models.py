@@ -11,9 +11,7 @@ from rich.console import Console
 from .. import bundled
 from ..errors import OndeviceError
 from ..model_info import entry_row, model_info
-from ..planning import hardware
-from ..planning.hardware_profiles import choose_profile, load_hardware_profile, resolve_load_options
-from ..planning.preflight import check_memory, estimate_for_model
+from ..planning.plan import plan_load
 from ..refs import pull_bundled, resolve
 from ..store import Store, check_name, describe, sha256_file
 from ..units import format_bytes
@@ -133,13 +131,11 @@ def info(ref: str, as_json: bool) -> None:
 
 def memory_estimate(model) -> dict:
     """The pre-flight's estimate at the context this machine's profile loads with."""
-    machine = hardware.detect_hardware()
-    profile = load_hardware_profile(choose_profile(machine).profile)
-    options = resolve_load_options(profile, {})
-    check = check_memory(estimate_for_model(model.summary, options, machine), machine, profile.headroom_bytes)
+    plan = plan_load()
+    check = plan.check(model.summary)
     return {
         **check.as_dict(),
-        "profile": profile.name,
+        "profile": plan.profile.name,
         "breakdown": check.estimate.breakdown(),
         "check": check.summary(),
     }

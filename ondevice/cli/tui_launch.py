@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .. import bundled
 from ..live import ModelSpec
-from ..planning.preflight import require_fit_now
+from ..planning.plan import require_fit_now
 from ..refs import ResolvedModel, resolve
 from ..runtime.protocol import GenerationParams, LoadOptions
 from ..store import Store

@@ -26,9 +26,7 @@ from ..errors import GGUFError, OndeviceError
 from ..gguf_file import GGUFSummary
 from ..runtime.protocol import LoadOptions
 from ..units import format_bytes
-from . import hardware
 from .hardware import Hardware
-from .hardware_profiles import choose_profile, load_hardware_profile
 
 __all__ = [
     "InsufficientMemoryError",
@@ -370,26 +368,6 @@ def check_memory(estimate: MemoryEstimate, hw: Hardware, headroom: int) -> Memor
         estimate.device_bytes,
         free - VRAM_HEADROOM_BYTES,
     )
-
-
-def check_now(summary: GGUFSummary, options: LoadOptions, hw: Hardware | None = None) -> MemoryCheck:
-    """One more model against what this machine (or ``hw``) has free now, keeping its profile's headroom."""
-    hw = hw or hardware.detect_hardware()
-    headroom = load_hardware_profile(choose_profile(hw).profile).headroom_bytes
-    return check_memory(estimate_for_model(summary, options, hw), hw, headroom)
-
-
-def require_fit_now(
-    what: str, summary: GGUFSummary, options: LoadOptions, advice: str, hw: Hardware | None = None
-) -> None:
-    """Refuse, with the numbers, one more model that will not fit next to the models already loaded
-    (the terminal UI's check: there is no --force, and `advice` says what to do instead)."""
-    check = check_now(summary, options, hw)
-    if not check.fits:
-        raise InsufficientMemoryError(
-            f"{what} at {check.estimate.n_ctx} tokens of context will not fit next to the loaded models: "
-            f"{check.summary()} ({check.estimate.breakdown()}); {advice}"
-        )
 
 
 def require_fit(check: MemoryCheck, what: str, force: bool = False) -> None:

@@ -45,7 +45,7 @@ from ..measure.results import BenchRun, EvalRun, ModelRecord, Rate
 from ..measure.runs import Run, SavedRun, list_runs, load_run, save_run
 from ..measure.stats import Estimate
 from ..planning.hardware import Hardware, detect_hardware
-from ..planning.preflight import require_fit_now
+from ..planning.plan import require_fit_now
 from ..refs import ResolvedModel, resolve
 from ..runtime.protocol import LoadOptions
 from ..terminal_text import plain_text

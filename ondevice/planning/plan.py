@@ -1,0 +1,96 @@
+"""One load, planned: the machine, the hardware profile it gets (or the one named), the flags given on
+top of it, and the memory pre-flight for the models to load. Commands and views all plan through here,
+so the sequence detect -> profile -> flags -> estimate -> check exists once."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from typing import Any
+
+from ..gguf_file import GGUFSummary
+from ..refs import ResolvedModel
+from ..runtime.protocol import LoadOptions
+from . import hardware
+from .hardware import Hardware
+from .hardware_profiles import HardwareProfile, choose_profile, load_hardware_profile, resolve_load_options
+from .preflight import (
+    InsufficientMemoryError,
+    MemoryCheck,
+    MemoryEstimate,
+    check_memory,
+    combined,
+    estimate_for_model,
+    require_fit,
+    worker_memory_limit,
+)
+
+log = logging.getLogger("ondevice.planning")
+
+
+@dataclass(frozen=True)
+class LoadPlan:
+    """What the profile, the loading flags and --force ask for, on one machine."""
+
+    options: LoadOptions  # the profile's settings with the explicit flags applied
+    profile: HardwareProfile
+    hardware: Hardware
+    reason: str  # why this profile: named by the user, or picked for the machine
+    force: bool = False
+
+    def check(self, *summaries: GGUFSummary) -> MemoryCheck:
+        """The memory pre-flight for models loaded at the same time (their memory adds up)."""
+        return self._check(self._estimates(summaries))
+
+    def _estimates(self, summaries: tuple[GGUFSummary, ...]) -> list[MemoryEstimate]:
+        return [estimate_for_model(s, self.options, self.hardware) for s in summaries]
+
+    def _check(self, estimates: list[MemoryEstimate]) -> MemoryCheck:
+        total = estimates[0] if len(estimates) == 1 else combined(estimates)
+        return check_memory(total, self.hardware, self.profile.headroom_bytes)
+
+    def options_for(self, *models: ResolvedModel) -> LoadOptions:
+        """The options to load `models` with (at the same time), after the pre-flight: refused unless
+        they fit or --force; each worker gets a memory limit from its estimate, none with --force."""
+        estimates = self._estimates(tuple(m.summary for m in models))
+        result = self._check(estimates)
+        names = " + ".join(m.display_name for m in models)
+        if not result.fits and self.force:
+            together = " together" if len(models) > 1 else ""
+            log.warning("--force: loading %s although%s they %s", names, together, result.summary())
+        require_fit(result, names, self.force)
+        if self.force:
+            return self.options
+        largest = max(estimates, key=lambda e: e.total_bytes)
+        return replace(self.options, memory_limit_bytes=worker_memory_limit(largest))
+
+
+def plan_load(
+    explicit: dict[str, Any] | None = None,
+    profile_name: str | None = None,
+    force: bool = False,
+    hw: Hardware | None = None,
+) -> LoadPlan:
+    """Plan loads on this machine (or `hw`): the named profile or the one picked for it, with the
+    explicitly given options (LoadOptions' names; None means not given) on top."""
+    machine = hw or hardware.detect_hardware()
+    if profile_name:
+        reason = "named with --profile"
+    else:
+        selection = choose_profile(machine)
+        profile_name, reason = selection.profile, selection.reason
+    profile = load_hardware_profile(profile_name)
+    return LoadPlan(resolve_load_options(profile, explicit or {}), profile, machine, reason, force)
+
+
+def require_fit_now(
+    what: str, summary: GGUFSummary, options: LoadOptions, advice: str, hw: Hardware | None = None
+) -> None:
+    """Refuse, with the numbers, one more model that will not fit next to the models already loaded
+    (the terminal UI's check: there is no --force, and `advice` says what to do instead)."""
+    check = replace(plan_load(hw=hw), options=options).check(summary)
+    if not check.fits:
+        raise InsufficientMemoryError(
+            f"{what} at {check.estimate.n_ctx} tokens of context will not fit next to the loaded models: "
+            f"{check.summary()} ({check.estimate.breakdown()}); {advice}"
+        )
