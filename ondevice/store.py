@@ -349,7 +349,6 @@ class Store:
                     path.unlink()  # a link is removed, never what it points to
                 if files:
                     removed.append(files[0])  # the GGUF, or the manifest of a broken entry without one
-            remove_stale_partials(directory)
             with contextlib.suppress(OSError):  # still holds other files, or a live writer's partial
                 directory.rmdir()
         return removed

@@ -110,7 +110,7 @@ def load_options(func: Callable) -> Callable:
             type=click.Choice([e.value for e in ExtraBufts]),
             default=None,
             help="llama.cpp's extra CPU buffer types (repacked or AMX kernels); off is llama.cpp's "
-            "--no-repack; auto turns them off for good on a CPU where they crash (SIGILL) "
+            "--no-repack; auto turns them off for good on a CPU where they crash (SIGILL, SIGSEGV) "
             "[default: from the profile, auto].",
         ),
         click.option(

@@ -170,8 +170,7 @@ def cpu_signature() -> str:
     """This CPU as far as compiled kernels care: its model and the instruction sets it offers."""
     system = platform.system()
     cpuinfo = _read_text("/proc/cpuinfo") if system == "Linux" else ""
-    match = re.search(r"^(?:flags|Features)\s*:\s*(.*)$", cpuinfo, re.MULTILINE)
-    flags = " ".join(sorted(set(match.group(1).split()))) if match else ",".join(_simd(system, cpuinfo))
+    flags = " ".join(sorted(_cpu_flags(cpuinfo))) or ",".join(_simd(system, cpuinfo))
     return f"{platform.machine()} | {_cpu_model(system, cpuinfo)} | {flags}"
 
 
@@ -218,11 +217,16 @@ def _physical_from_cpuinfo(cpuinfo: str) -> int:
     return len(cores)
 
 
+def _cpu_flags(cpuinfo: str) -> set[str]:
+    """The first CPU's feature flags in /proc/cpuinfo ("flags" on x86, "Features" on ARM)."""
+    match = re.search(r"^(?:flags|Features)\s*:\s*(.*)$", cpuinfo, re.MULTILINE)
+    return set(match.group(1).split()) if match else set()
+
+
 def _simd(system: str, cpuinfo: str) -> tuple[str, ...]:
     if system == "Darwin":
         return tuple(name for key, name in MAC_SIMD.items() if _sysctl(key) == "1")
-    match = re.search(r"^(?:flags|Features)\s*:\s*(.*)$", cpuinfo, re.MULTILINE)
-    flags = set(match.group(1).split()) if match else set()
+    flags = _cpu_flags(cpuinfo)
     if "pni" in flags:
         flags.add("sse3")  # the kernel's name for SSE3
     found = [f for f in X86_SIMD if f in flags]

@@ -104,8 +104,8 @@ class HardwareProfile:
         default="auto",
         metadata=doc(
             "llama.cpp's extra CPU buffer types (weights repacked for AVX2/AVX-512/NEON, or AMX): on, "
-            "off (llama.cpp's --no-repack), or auto: on until they crash this CPU (SIGILL, as AMX "
-            "kernels do on some Xeons), then off for this machine and build.",
+            "off (llama.cpp's --no-repack), or auto: on until they crash this CPU (SIGILL or SIGSEGV, "
+            "as AMX kernels do on some Xeons), then off for this machine and build.",
             choices=tuple(e.value for e in ExtraBufts),
         ),
     )

@@ -45,8 +45,8 @@ def _path() -> Path:
     return state_dir() / "extra-bufts.json"
 
 
-def _key() -> str:
-    return hashlib.sha256(f"{cpu_signature()}\n{build.build_id()}".encode()).hexdigest()[:24]
+def _key(signature: str) -> str:
+    return hashlib.sha256(f"{signature}\n{build.build_id()}".encode()).hexdigest()[:24]
 
 
 def _read_all() -> dict[str, Any]:
@@ -59,7 +59,7 @@ def _read_all() -> dict[str, Any]:
 
 def recorded() -> Verdict | None:
     """The verdict for this CPU and build, if a crash was recorded."""
-    entry = _read_all().get(_key())
+    entry = _read_all().get(_key(cpu_signature()))
     with contextlib.suppress(TypeError):
         return Verdict(**entry) if isinstance(entry, dict) else None
     return None
@@ -67,11 +67,11 @@ def recorded() -> Verdict | None:
 
 def record_crash(reason: str) -> Verdict:
     """Remember that extra buffer types crash here (a store that cannot be written only warns)."""
-    cpu = cpu_signature().split(" | ")[1]
+    signature = cpu_signature()
     now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    verdict = Verdict(cpu, build.build_id(), now, reason)
+    verdict = Verdict(signature.split(" | ")[1], build.build_id(), now, reason)  # the CPU's model name
     data = _read_all()
-    data[_key()] = verdict.as_dict()
+    data[_key(signature)] = verdict.as_dict()
     try:
         write_text_atomic(_path(), json.dumps(data, indent=2))
     except OSError as exc:
@@ -79,11 +79,18 @@ def record_crash(reason: str) -> Verdict:
     return verdict
 
 
+def _effective(setting: ExtraBufts, verdict: Verdict | None) -> ExtraBufts:
+    """`auto` is on, or off once a crash was recorded here; on and off are as given."""
+    if setting is not ExtraBufts.AUTO:
+        return setting
+    return ExtraBufts.OFF if verdict else ExtraBufts.ON
+
+
 def settle(options: LoadOptions) -> LoadOptions:
-    """The options a worker loads with: `auto` becomes on, or off once a crash was recorded here."""
+    """The options a worker loads with: `auto` settled to on or off for this machine."""
     if options.extra_bufts is not ExtraBufts.AUTO:
         return options
-    return replace(options, extra_bufts=ExtraBufts.OFF if recorded() else ExtraBufts.ON)
+    return replace(options, extra_bufts=_effective(options.extra_bufts, recorded()))
 
 
 def use_extra_bufts(setting: ExtraBufts = ExtraBufts.AUTO) -> bool:
@@ -94,7 +101,7 @@ def use_extra_bufts(setting: ExtraBufts = ExtraBufts.AUTO) -> bool:
 def status(setting: ExtraBufts = ExtraBufts.AUTO) -> dict[str, Any]:
     """For `ondevice doctor`: the setting, what loads get, and why."""
     verdict = recorded()
-    on = setting is ExtraBufts.ON or (setting is ExtraBufts.AUTO and verdict is None)
+    on = _effective(setting, verdict) is ExtraBufts.ON
     if setting is not ExtraBufts.AUTO:
         why = f"set to {setting.value} (a profile or --extra-bufts)"
     elif verdict:
