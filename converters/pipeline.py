@@ -240,7 +240,7 @@ def _pulled(role: str, manifest: Manifest, path: Path) -> PulledFile:
         ref=manifest.ref,
         path=path,
         quant=manifest.quant,
-        kind=manifest.kind,
+        kind=manifest.kind.value,
         source=manifest.source,
         revision=manifest.revision,
         size_bytes=manifest.size_bytes,

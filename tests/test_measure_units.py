@@ -8,12 +8,14 @@ import math
 import numpy as np
 import pytest
 
+from ondevice.kinds import Kind
 from ondevice.measure import MeasureError
 from ondevice.measure.follow import FollowPrompt, Instruction, builtin_prompts, load_prompts, summarize
 from ondevice.measure.follow.checkers import CHECKERS, check, loose_variants, sentences, words
 from ondevice.measure.machine import backend_name
 from ondevice.measure.quality import chunk_tokens
-from ondevice.measure.results import BenchResult, BenchRun, Memory, ModelRecord, Rate, markdown_table
+from ondevice.measure.report import markdown_table
+from ondevice.measure.results import BenchResult, BenchRun, Memory, ModelRecord, Rate
 from ondevice.measure.runs import list_runs, load_run, save_run
 from ondevice.measure.stats import (
     Estimate,
@@ -27,6 +29,7 @@ from ondevice.measure.stats import (
     rms,
     stddev,
 )
+from ondevice.prompting import PromptMode
 from ondevice.runtime.logprobs import dequantize, kl_divergence, log_softmax, quantize, score_rows
 
 # -- statistics ---------------------------------------------------------------------------------
@@ -207,7 +210,7 @@ def test_prompt_files_and_bad_ones(tmp_path):
 
 
 def _record(name: str = "m:Q8_0") -> ModelRecord:
-    return ModelRecord(name, name, f"/x/{name}.gguf", "instruct", "Q8_0", "llama", 1000, 134_000_000, 8.5)
+    return ModelRecord(name, name, f"/x/{name}.gguf", Kind.INSTRUCT, "Q8_0", "llama", 1000, 134_000_000, 8.5)
 
 
 def test_follow_scores_prompt_and_instruction_level():
@@ -215,7 +218,7 @@ def test_follow_scores_prompt_and_instruction_level():
         FollowPrompt("a", "..", (Instruction("case:lowercase"), Instruction("length:max_words", {"n": 3}))),
         FollowPrompt("b", "..", (Instruction("punctuation:no_commas"),)),
     ]
-    result = summarize(_record(), "chat_template", prompts, ["ok fine", "Yes, no"])
+    result = summarize(_record(), PromptMode.CHAT_TEMPLATE, prompts, ["ok fine", "Yes, no"])
     assert result.prompt_strict == 0.5 and result.instruction_strict == pytest.approx(2 / 3)
     assert result.by_type["punctuation:no_commas"].strict == 0
     assert result.outcomes[1].failed == ("punctuation:no_commas",)

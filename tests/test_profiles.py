@@ -6,11 +6,12 @@ import json
 import re
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 
 from ondevice.cli import cli
-from ondevice.cli.common import load_plan
+from ondevice.cli.options import LoadFlags, load_options
 from ondevice.measure.runs import load_run
 from ondevice.planning import hardware as hardware_module
 from ondevice.planning.hardware import GPU, Hardware
@@ -253,15 +254,39 @@ def test_explicit_options_beat_the_profile():
     assert (low.n_ubatch, low.kv_cache_type, low.flash_attn, low.use_mlock) == (256, "q8_0", "auto", False)
 
 
-def test_load_plan_picks_the_machines_profile_and_keeps_given_flags(machine):
+def test_load_options_pick_the_machines_profile_and_keep_given_flags(machine):
     machine(LOW_4GB)
-    kwargs = {"n_ctx": None, "threads": 3, "n_batch": None, "gpu_layers": None, "no_mmap": True}
-    plan = load_plan({**kwargs, "profile_name": None, "force": False})
+    seen: list[LoadFlags] = []
+
+    @click.command()
+    @load_options()
+    def probe(load: LoadFlags) -> None:
+        seen.append(load)
+
+    mapped_cuda = ["--threads", "3", "--mmap", "--profile", "cuda", "--force"]
+    for args in (["--threads", "3", "--no-mmap"], mapped_cuda):
+        assert CliRunner().invoke(probe, args, catch_exceptions=False).exit_code == 0
+    plan = seen[0].plan()
     assert plan.profile.name == "low-memory-laptop"
     assert (plan.options.n_ctx, plan.options.n_threads, plan.options.n_batch) == (2048, 3, 256)
     assert plan.options.use_mmap is False
-    named = load_plan({**kwargs, "profile_name": "cuda", "force": True})
+    named = seen[1].plan()
     assert named.profile.name == "cuda" and named.reason == "named with --profile" and named.force
+    assert named.options.use_mmap is True and named.options.n_threads == 3
+    assert seen[0].plan(use_mmap=True, n_ctx=512).options.use_mmap is True  # the command's own settings win
+
+
+def test_load_options_without_leaves_those_flags_out():
+    @click.command()
+    @load_options(without=("threads", "no_mmap"))
+    def probe(load: LoadFlags) -> None:
+        assert "n_threads" not in load.explicit and "use_mmap" not in load.explicit
+
+    assert CliRunner().invoke(probe, ["--ctx", "64"], catch_exceptions=False).exit_code == 0
+    refused = CliRunner().invoke(probe, ["--threads", "2"])
+    assert refused.exit_code == 2 and "No such option '--threads'" in refused.output
+    with pytest.raises(ValueError, match="no loading option"):
+        load_options(without=("thread",))
 
 
 # --- CLI ----------------------------------------------------------------------------------------------

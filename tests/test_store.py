@@ -273,7 +273,7 @@ def sample_manifest() -> Manifest:
         source="hf:org/repo",
         sha256="ab" * 32,
         architecture="llama",
-        kind="instruct",
+        kind=Kind.INSTRUCT,
         kind_reason="declared by a test",
         parameter_count=135_000_000,
         size_bytes=98_362_432,

@@ -26,6 +26,7 @@ from ondevice.measure.results import (
 from ondevice.measure.runs import list_runs, save_run
 from ondevice.measure.stats import Estimate
 from ondevice.planning.hardware import Hardware
+from ondevice.prompting import PromptMode
 from ondevice.refs import ResolvedModel, resolve
 from ondevice.runtime.protocol import BenchTiming, GenerationParams, LoadOptions
 from ondevice.tui.app import OndeviceApp
@@ -343,7 +344,15 @@ async def test_a_model_that_will_not_fit_is_refused_with_the_numbers(tiny_models
 
 def record(name: str, quant: str, size_mb: float, bpw: float) -> ModelRecord:
     return ModelRecord(
-        name, name, f"/models/{name}.gguf", "instruct", quant, "llama", int(size_mb * 1e6), 134_515_008, bpw
+        name,
+        name,
+        f"/models/{name}.gguf",
+        Kind.INSTRUCT,
+        quant,
+        "llama",
+        int(size_mb * 1e6),
+        134_515_008,
+        bpw,
     )
 
 
@@ -533,8 +542,8 @@ def test_follow_scores_get_a_column_next_to_quality_or_alone():
     run = saved_eval()
     scores = {"length:max_words": TypeScore(1, 1, 2)}
     run.follow = [
-        FollowResult(LADDER[1], "chat_template", 0.25, 0.5, 0.3, 0.6, scores, ()),
-        FollowResult(LADDER[0], "chat_template", 0.75, 1.0, 0.8, 1.0, scores, ()),
+        FollowResult(LADDER[1], PromptMode.CHAT_TEMPLATE, 0.25, 0.5, 0.3, 0.6, scores, ()),
+        FollowResult(LADDER[0], PromptMode.CHAT_TEMPLATE, 0.75, 1.0, 0.8, 1.0, scores, ()),
     ]
     rows = {r.name: r for r in Shown().with_run(run).rows()}
     assert table_cells(rows[LADDER[1].name])["follow"] == "25.0 / 50.0 %"

@@ -6,8 +6,10 @@ import click
 
 from ..measure.bench import BenchSettings, run_bench
 from ..measure.runs import save_run
-from .common import INT32_MAX, load_plan, note, print_json, resolve_with_progress
-from .measuring import load_options_without, parse_threads, step_progress
+from .common import note, resolve_with_progress
+from .measuring import parse_threads, step_progress
+from .options import INT32_MAX, LoadFlags, load_options
+from .output import Format, Output, output_options
 
 
 @click.command()
@@ -36,26 +38,24 @@ from .measuring import load_options_without, parse_threads, step_progress
     show_default=True,
     help="Repetitions of each test.",
 )
-@load_options_without("threads", "no_mmap")
+@load_options(without=("threads", "no_mmap"))
 @click.option(
     "--threads",
     "threads_list",
     default=None,
     help="Thread counts, e.g. 4 or 2,4,8 (a sweep) [default: physical cores].",
 )
-@click.option("--format", "fmt", type=click.Choice(["md", "json", "csv"]), default="md", show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
 @click.option("--no-save", is_flag=True, help="Do not keep this run in the store's history.")
+@output_options(Format.MD, Format.JSON, Format.CSV, json_help="Same as --format json.")
 def bench(
     refs: tuple[str, ...],
     n_prompt: int,
     n_gen: int,
     repetitions: int,
     threads_list: str | None,
-    fmt: str,
-    as_json: bool,
     no_save: bool,
-    **kwargs,
+    load: LoadFlags,
+    out: Output,
 ) -> None:
     """Measure prompt processing (pp) and generation (tg) speed, load time, first-token time and memory.
 
@@ -64,8 +64,7 @@ def bench(
     load without mmap so the worker's peak RSS counts the weights.
     """
     threads = parse_threads(threads_list)
-    kwargs.update(threads=None, no_mmap=True)
-    plan = load_plan(kwargs)
+    plan = load.plan(use_mmap=False)
     settings = BenchSettings(n_prompt, n_gen, repetitions, threads, plan.options)
     settings.check()
     models = [resolve_with_progress(ref, verified=True) for ref in refs]
@@ -75,10 +74,4 @@ def bench(
         run = run_bench(models, settings, progress)
     if not no_save:
         note(f"saved to {save_run(run)}")
-    fmt = "json" if as_json else fmt
-    if fmt == "json":
-        print_json(run.as_dict())
-    elif fmt == "csv":
-        click.echo(run.to_csv(), nl=False)
-    else:
-        click.echo(run.to_markdown(), nl=False)
+    out.emit(run.as_dict(), csv=run.to_csv, markdown=run.to_markdown)

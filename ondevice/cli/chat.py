@@ -9,19 +9,10 @@ import click
 from ..errors import OndeviceError
 from ..prompting import Message
 from ..runtime.engine import Backend, WorkerDied, chat_turn, open_model
-from ..runtime.protocol import Finished, TokenEvent
+from ..runtime.protocol import Finished, GenerationParams, TokenEvent
 from ..terminal_text import valid_utf8, visible_controls
-from .common import (
-    USER_TEXT,
-    describe_model,
-    generation_options,
-    load_options,
-    load_plan,
-    note,
-    params_from,
-    resolve_with_progress,
-    stats_line,
-)
+from .common import describe_model, note, resolve_with_progress, stats_line
+from .options import USER_TEXT, LoadFlags, generation_options, load_options
 
 HELP = (
     "/reset starts over, /system TEXT sets the system prompt, /exit leaves (or Ctrl-D); "
@@ -36,10 +27,10 @@ HELP = (
 )
 @click.option("--stats/--no-stats", default=True, help="Print a stats line after each answer.")
 @generation_options
-@load_options
-def chat(ref: str, system_prompt: str | None, stats: bool, **kwargs) -> None:
+@load_options()
+def chat(ref: str, system_prompt: str | None, stats: bool, params: GenerationParams, load: LoadFlags) -> None:
     """Chat with REF in the terminal. An instruct model uses its chat template; a base model a transcript."""
-    params, plan = params_from(kwargs), load_plan(kwargs)
+    plan = load.plan()
     model = resolve_with_progress(ref)
     options = plan.options_for(model)
     note(f"loading {describe_model(model)}")

@@ -12,19 +12,12 @@ from rich.text import Text
 from ..errors import OndeviceError
 from ..generate import RunResult, run_prompt
 from ..refs import ResolvedModel
+from ..runtime.protocol import GenerationParams
 from ..terminal_text import plain_text
 from ..units import format_bytes
-from .common import (
-    USER_TEXT,
-    describe_model,
-    generation_options,
-    load_options,
-    load_plan,
-    note,
-    params_from,
-    print_json,
-    resolve_with_progress,
-)
+from .common import describe_model, note, resolve_with_progress
+from .options import USER_TEXT, LoadFlags, generation_options, load_options
+from .output import Output, output_options
 
 
 @click.command()
@@ -38,11 +31,17 @@ from .common import (
 )
 @click.option("--plain", is_flag=True, help="Print the answers side by side instead of opening the UI.")
 @generation_options
-@load_options
+@load_options()
 @click.option("--system", type=USER_TEXT, default=None, help="System prompt for the instruct models.")
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON list, one object per model.")
+@output_options(json_help="Print a JSON list, one object per model.")
 def compare(
-    refs: tuple[str, ...], prompt: str, plain: bool, system: str | None, as_json: bool, **kwargs
+    refs: tuple[str, ...],
+    prompt: str,
+    plain: bool,
+    system: str | None,
+    params: GenerationParams,
+    load: LoadFlags,
+    out: Output,
 ) -> None:
     """Compare REFS (1 to 4 models) side by side on the same prompt.
 
@@ -52,9 +51,9 @@ def compare(
     """
     if len(refs) > 4:
         raise click.BadParameter("compare takes at most 4 models", param_hint="REFS")
-    params, plan = params_from(kwargs), load_plan(kwargs)
+    plan = load.plan()
     models = [resolve_with_progress(ref) for ref in refs]
-    if not plain and not as_json:
+    if not plain and not out.json:
         from .tui_launch import launch_compare  # textual loads only for the UI
 
         options = plan.options_for(*models)  # the UI holds every model at once
@@ -67,16 +66,13 @@ def compare(
         options = plan.options_for(model)
     results: list[RunResult | FailedRun] = []
     for model in models:
-        if not as_json:
+        if not out.json:
             note(f"running {describe_model(model)}")
         try:
             results.append(run_prompt(model, prompt, params, options, system=system))
         except OndeviceError as exc:  # one model's failure leaves the others' answers standing
             results.append(FailedRun(model, str(exc)))
-    if as_json:
-        print_json([r.as_dict() for r in results])
-    else:
-        Console().print(side_by_side(prompt, results))
+    out.emit([r.as_dict() for r in results], lambda: Console().print(side_by_side(prompt, results)))
     failed = [r for r in results if isinstance(r, FailedRun)]
     if failed:
         raise OndeviceError(

@@ -9,7 +9,8 @@ from converters.hf_to_gguf import convert as convert_checkpoint
 
 from ..store import Manifest
 from ..units import format_bytes
-from .common import note, print_json, step_bar
+from .common import note, step_bar
+from .output import Output, output_options
 
 
 @click.command()
@@ -26,8 +27,8 @@ from .common import note, print_json, step_bar
     default=None,
     help="Store name [default: the repo's name for hf:, else the checkpoint's directory name].",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def convert(source: str, outtype: str, name: str | None, as_json: bool) -> None:
+@output_options()
+def convert(source: str, outtype: str, name: str | None, out: Output) -> None:
     """Convert SOURCE to GGUF in the store; print its path.
 
     SOURCE is hf:ORG/REPO[@REV] (a Hugging Face Hub model repo at a branch, tag or commit, downloaded
@@ -45,14 +46,15 @@ def convert(source: str, outtype: str, name: str | None, as_json: bool) -> None:
 
         result = convert_checkpoint(source, outtype, name=name, progress=show, notify=bar.note)
     manifest = Manifest.from_json(result.path.with_suffix(".json").read_text(encoding="utf-8"), result.path)
-    if as_json:
-        print_json({**result.as_dict(), "source": manifest.source, "revision": manifest.revision})
-        return
-    for line in result.notes:
-        note(line)
-    note(
-        f"{result.ref}: {result.architecture}, {format_bytes(result.size_bytes)}, "
-        f"{result.bits_per_weight:.2f} bits/weight, {result.seconds:.1f} s"
-        + (f", from {manifest.source}" if manifest.revision else "")
-    )
-    click.echo(str(result.path))
+
+    def report() -> None:
+        for line in result.notes:
+            note(line)
+        note(
+            f"{result.ref}: {result.architecture}, {format_bytes(result.size_bytes)}, "
+            f"{result.bits_per_weight:.2f} bits/weight, {result.seconds:.1f} s"
+            + (f", from {manifest.source}" if manifest.revision else "")
+        )
+        click.echo(str(result.path))
+
+    out.emit({**result.as_dict(), "source": manifest.source, "revision": manifest.revision}, report)

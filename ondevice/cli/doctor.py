@@ -13,7 +13,8 @@ from ..planning.hardware_profiles import APPLIED_FIELDS, choose_profile, load_ha
 from ..runtime import extra_bufts
 from ..runtime.protocol import ExtraBufts
 from ..units import format_bytes
-from .common import PlainTable, print_json
+from .common import PlainTable
+from .output import Output, output_options
 
 
 def diagnosis(hw: Hardware) -> dict[str, Any]:
@@ -73,11 +74,8 @@ def print_diagnosis(data: dict[str, Any]) -> None:
 
 
 @click.command()
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def doctor(as_json: bool) -> None:
+@output_options()
+def doctor(out: Output) -> None:
     """What this machine can run, the hardware profile it gets and why, and what to install or rebuild."""
     data = diagnosis(hardware.detect_hardware())
-    if as_json:
-        print_json(data)
-    else:
-        print_diagnosis(data)
+    out.emit(data, lambda: print_diagnosis(data))

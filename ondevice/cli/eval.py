@@ -10,8 +10,10 @@ import click
 from ..measure.bench import BenchSettings
 from ..measure.evaluate import EvalSettings, evaluate
 from ..measure.runs import save_run
-from .common import INT32_MAX, load_plan, note, print_json, resolve_with_progress
-from .measuring import load_options_without, step_progress
+from .common import note, resolve_with_progress
+from .measuring import step_progress
+from .options import INT32_MAX, LoadFlags, load_options
+from .output import Format, Output, output_options
 
 
 @click.command(name="eval")
@@ -73,9 +75,9 @@ from .measuring import load_options_without, step_progress
     is_flag=True,
     help="Also run a short bench (pp512, tg128, 3 repetitions) for the comparison table.",
 )
-@load_options_without("n_ctx", "no_mmap")
-@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@load_options(without=("n_ctx", "no_mmap"))
 @click.option("--no-save", is_flag=True, help="Do not keep this run in the store's history.")
+@output_options(Format.MD, Format.JSON, Format.CSV, json_help="Same as --format json.")
 def eval_(
     refs: tuple[str, ...],
     reference_ref: str | None,
@@ -87,9 +89,9 @@ def eval_(
     follow_limit: int | None,
     follow_tokens: int,
     speed: bool,
-    as_json: bool,
     no_save: bool,
-    **kwargs,
+    load: LoadFlags,
+    out: Output,
 ) -> None:
     """Perplexity, KL divergence from a reference, same-top rate, Δp and PPL ratio; instruction following.
 
@@ -100,8 +102,7 @@ def eval_(
     """
     chosen = tuple(m.strip() for m in metrics.split(",") if m.strip()) if metrics else None
     chosen = chosen or (("ppl", "kld", "top1") if reference_ref else ("ppl",))
-    kwargs.update(n_ctx=n_ctx, no_mmap=True)
-    plan = load_plan(kwargs)
+    plan = load.plan(n_ctx=n_ctx, use_mmap=False)
     options = plan.options
     settings = EvalSettings(
         metrics=chosen,
@@ -126,7 +127,4 @@ def eval_(
         run = evaluate(models, reference, settings, progress)
     if not no_save:
         note(f"saved to {save_run(run)}")
-    if as_json:
-        print_json(run.as_dict())
-    else:
-        click.echo(run.to_markdown(), nl=False)
+    out.emit(run.as_dict(), csv=run.to_csv, markdown=run.to_markdown)

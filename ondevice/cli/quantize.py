@@ -9,7 +9,9 @@ from converters.quantize import DEFAULT_LADDER, QuantizeProgress
 from converters.quantize import quantize as quantize_ladder
 
 from ..units import format_bytes
-from .common import MAX_THREADS, err_console, note, print_json, resolve_with_progress
+from .common import err_console, note, resolve_with_progress
+from .options import MAX_THREADS
+from .output import Output, output_options
 
 
 @click.command()
@@ -25,9 +27,9 @@ from .common import MAX_THREADS, err_console, note, print_json, resolve_with_pro
 @click.option(
     "--threads", type=click.IntRange(1, MAX_THREADS), default=None, help="Quantizer threads [default: all]."
 )
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@output_options()
 def quantize(
-    ref: str, levels: str, allow_requantize: bool, name: str | None, threads: int | None, as_json: bool
+    ref: str, levels: str, allow_requantize: bool, name: str | None, threads: int | None, out: Output
 ) -> None:
     """Quantize REF to each level with llama.cpp's quantizer, into the store; print the paths written."""
     model = resolve_with_progress(ref)
@@ -52,14 +54,15 @@ def quantize(
         results = quantize_ladder(
             model, levels, allow_requantize=allow_requantize, name=name, threads=threads, progress=show
         )
-    if as_json:
-        print_json({"source": model.display_name, "outputs": [r.as_dict() for r in results]})
-        return
-    for result in results:
-        note(
-            f"{result.ref}: {format_bytes(result.size_bytes)}, {result.bits_per_weight:.2f} bits/weight, "
-            f"{result.seconds:.1f} s"
-        )
-        for line in result.notes:
-            note(f"  {line}")
-        click.echo(str(result.path))
+
+    def report() -> None:
+        for result in results:
+            note(
+                f"{result.ref}: {format_bytes(result.size_bytes)}, "
+                f"{result.bits_per_weight:.2f} bits/weight, {result.seconds:.1f} s"
+            )
+            for line in result.notes:
+                note(f"  {line}")
+            click.echo(str(result.path))
+
+    out.emit({"source": model.display_name, "outputs": [r.as_dict() for r in results]}, report)

@@ -8,57 +8,51 @@ import click
 
 from ..generate import run_prompt
 from ..runtime.engine import Event
-from ..runtime.protocol import TokenEvent
+from ..runtime.protocol import GenerationParams, TokenEvent
 from ..terminal_text import visible_controls
-from .common import (
-    USER_TEXT,
-    describe_model,
-    generation_options,
-    load_options,
-    load_plan,
-    note,
-    params_from,
-    print_json,
-    resolve_with_progress,
-    stats_line,
-)
+from .common import describe_model, note, resolve_with_progress, stats_line
+from .options import USER_TEXT, LoadFlags, generation_options, load_options
+from .output import Output, output_options
 
 
 @click.command()
 @click.argument("ref")
 @click.argument("prompt", type=USER_TEXT)
 @generation_options
-@load_options
+@load_options()
 @click.option(
     "--system",
     type=USER_TEXT,
     default=None,
     help="System prompt (instruct models; a base model gets PROMPT raw).",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (text included) at the end.")
-def run(ref: str, prompt: str, system: str | None, as_json: bool, **kwargs) -> None:
+@output_options(json_help="Print one JSON object (text included) at the end.")
+def run(
+    ref: str, prompt: str, system: str | None, params: GenerationParams, load: LoadFlags, out: Output
+) -> None:
     """Stream one answer to PROMPT from REF, then a stats line.
 
     An instruct model receives PROMPT inside its chat template; a base model continues it as raw text.
     """
     if not prompt.strip():
         raise click.BadParameter("the prompt is empty", param_hint="PROMPT")
-    params, plan = params_from(kwargs), load_plan(kwargs)
+    plan = load.plan()
     model = resolve_with_progress(ref)
     options = plan.options_for(model)
-    if not as_json:
+    if not out.json:
         note(f"loading {describe_model(model)}")
 
     shown = visible_controls if sys.stdout.isatty() else str  # a pipe gets the exact text
 
     def show(event: Event) -> None:
-        if isinstance(event, TokenEvent) and not as_json:
+        if isinstance(event, TokenEvent) and not out.json:
             sys.stdout.write(shown(event.text))
             sys.stdout.flush()
 
     result = run_prompt(model, prompt, params, options, on_event=show, system=system)
-    if as_json:
-        print_json(result.as_dict())
-    else:
-        click.echo()
+
+    def stats() -> None:
+        click.echo()  # the answer streamed without its last newline
         note(stats_line(result.finished.stats))
+
+    out.emit(result.as_dict(), stats)

@@ -18,7 +18,8 @@ def model_choices() -> list[Choice]:
     entries = Store().entries()
     choices = [
         Choice(
-            e.manifest.ref, f"{e.manifest.kind} · {e.manifest.quant} · {format_bytes(e.manifest.size_bytes)}"
+            e.manifest.ref,
+            f"{e.manifest.kind.value} · {e.manifest.quant} · {format_bytes(e.manifest.size_bytes)}",
         )
         for e in entries
     ]
@@ -26,7 +27,10 @@ def model_choices() -> list[Choice]:
     for model in bundled.BUNDLED.values():
         if f"bundled:{model.name}" not in pulled:
             choices.append(
-                Choice(f"bundled:{model.name}", f"{model.kind} · {model.quant} · {format_bytes(model.size)}")
+                Choice(
+                    f"bundled:{model.name}",
+                    f"{model.kind.value} · {model.quant} · {format_bytes(model.size)}",
+                )
             )
     return choices
 

@@ -98,7 +98,11 @@ class ModelPair:
 
     def refs(self) -> tuple[str, str]:
         """The references `ondevice` commands take for the base and the instruct model."""
-        return tuple(r if r.startswith("bundled:") else f"hf:{r}" for r in (self.base, self.instruct))  # type: ignore[return-value]
+
+        def ref(repo: str) -> str:
+            return repo if repo.startswith("bundled:") else f"hf:{repo}"
+
+        return ref(self.base), ref(self.instruct)
 
     def as_dict(self) -> dict[str, Any]:
         arch = self.architecture

@@ -9,6 +9,7 @@ from pathlib import Path
 from threading import Event
 from typing import Any
 
+from ...prompting import PromptMode
 from ...refs import ResolvedModel
 from ...runtime.engine import open_model, single_turn
 from ...runtime.protocol import GenerationParams, LoadOptions
@@ -90,7 +91,7 @@ def score_answer(prompt: FollowPrompt, answer: str) -> tuple[list[bool], list[bo
 
 
 def summarize(
-    model: ModelRecord, mode: str, prompts: Sequence[FollowPrompt], answers: Sequence[str]
+    model: ModelRecord, mode: PromptMode, prompts: Sequence[FollowPrompt], answers: Sequence[str]
 ) -> FollowResult:
     """IFEval's four accuracies and per-type counts."""
     outcomes, by_type = [], {}
@@ -136,14 +137,15 @@ def evaluate_follow(
     for model in models:
         with open_model(model, options) as worker:
             has_template = bool(worker.facts.chat_template)
-            answers, mode = [], ""
+            answers: list[str] = []
+            mode = PromptMode.COMPLETION
             for prompt in prompts:
                 if cancel is not None and cancel.is_set():
                     raise MeasureError("evaluation cancelled")
                 if on_progress:
                     on_progress(Progress(model.display_name, f"follow {prompt.id}", done, total))
                 request = single_turn(model.kind, has_template, prompt.text, params)
-                mode = request.mode.value
+                mode = request.mode
                 answers.append(worker.generate(request).text)
                 done += 1
         results.append(summarize(ModelRecord.of(model), mode, prompts, answers))
