@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 
 from textual.app import ComposeResult
 from textual.containers import Vertical
@@ -19,10 +20,19 @@ from ..units import format_bytes
 from .stream_text import StreamText
 
 
+class ColumnStatus(str, Enum):
+    LOADING = "loading"
+    READY = "ready"
+    GENERATING = "generating"
+    DONE = "done"
+    STOPPED = "stopped"  # cancelled, or skipped before its turn
+    ERROR = "error"
+
+
 class ModelColumn(Vertical):
     """Streams one model's answer; the generation runs in a thread, never on the UI thread."""
 
-    status: reactive[str] = reactive("loading")
+    status: reactive[ColumnStatus] = reactive(ColumnStatus.LOADING)
 
     @dataclass
     class Loaded(Message):
@@ -103,7 +113,7 @@ class ModelColumn(Vertical):
         self.error = None
         self.answer.load_text("")
         self.query_one(Sparkline).data = []
-        self.status = "generating"
+        self.status = ColumnStatus.GENERATING
         self.refresh_stats()
 
     def apply(self, chunk: ModelColumn.Chunk) -> None:
@@ -113,9 +123,10 @@ class ModelColumn(Vertical):
             self.answer.append(chunk.text)
         if chunk.error is not None:
             self.error = chunk.error
-            self.status = "error"
+            self.status = ColumnStatus.ERROR
         elif chunk.finished is not None:
-            self.status = "stopped" if chunk.finished.stats.stop_reason == "cancelled" else "done"
+            cancelled = chunk.finished.stats.stop_reason == "cancelled"
+            self.status = ColumnStatus.STOPPED if cancelled else ColumnStatus.DONE
         sparkline = self.query_one(Sparkline)
         if len(sparkline.data or ()) != len(self.live.samples):  # a new sample every half second
             sparkline.data = list(self.live.samples)
@@ -123,7 +134,7 @@ class ModelColumn(Vertical):
 
     def skip(self) -> None:
         """Stopped before its turn came (one-after-another mode)."""
-        self.status = "stopped"
+        self.status = ColumnStatus.STOPPED
         self.refresh_stats()
 
     def refresh_stats(self) -> None:
@@ -131,7 +142,7 @@ class ModelColumn(Vertical):
         stats.set_class(bool(self.error), "error")
         if self.error:
             text = f"error: {self.error}"
-        elif self.status == "loading":
+        elif self.status is ColumnStatus.LOADING:
             text = "loading…"
         else:
             text = self._stats_text()
@@ -147,7 +158,7 @@ class ModelColumn(Vertical):
             f"first {ttft:.2f} s" if ttft is not None else "first –",
             f"{live.tokens} tok",
             f"mem {format_bytes(self.memory_bytes)}",
-            self.status,
+            self.status.value,
         ]
         return " · ".join(parts)
 
@@ -157,7 +168,7 @@ class ModelColumn(Vertical):
             self.refresh_stats()
 
     def stop(self) -> None:
-        if self.backend is not None and self.status == "generating":
+        if self.backend is not None and self.status is ColumnStatus.GENERATING:
             self.backend.cancel()
 
     def close_backend(self) -> None:

@@ -12,7 +12,7 @@ from textual.widgets import Footer, Header, Input, Label
 from ..live import RunMode
 from ..runtime.engine import Backend, single_turn
 from ..runtime.protocol import GenerationParams
-from .column import ModelColumn
+from .column import ColumnStatus, ModelColumn
 
 
 class SettingsError(ValueError):
@@ -67,7 +67,7 @@ class CompareScreen(Screen):
         for column in self.columns:
             if column.spec.ref in self.carried:
                 column.backend = self.carried.pop(column.spec.ref)
-                column.status = "ready"
+                column.status = ColumnStatus.READY
                 column.refresh_stats()
             else:
                 column.load()
@@ -130,7 +130,7 @@ class CompareScreen(Screen):
             self.run_prompt(event.value)
 
     def run_prompt(self, prompt: str) -> None:
-        if any(c.status == "generating" for c in self.columns):
+        if any(c.status is ColumnStatus.GENERATING for c in self.columns):
             self.notify("still generating: Esc stops it", severity="warning")
             return
         try:
@@ -170,7 +170,7 @@ class CompareScreen(Screen):
         chunk.column.apply(chunk)
 
     def on_model_column_loaded(self, loaded: ModelColumn.Loaded) -> None:
-        loaded.column.status = "ready"
+        loaded.column.status = ColumnStatus.READY
         loaded.column.poll_memory()
 
     def action_stop(self) -> None:
