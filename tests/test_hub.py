@@ -14,8 +14,8 @@ from cli_helpers import invoke, one_error_line
 from hub_repo import checkpoint_files
 from hub_server import FakeHub
 
-from converters.hub import HubError, check_file_name, parse_hub_ref, plan_files
-from converters.pipeline import PullError, find_pair, pull_pair
+from ondevice.converters.hub import HubError, check_file_name, parse_hub_ref, plan_files
+from ondevice.converters.pipeline import PullError, find_pair, pull_pair
 from ondevice.gguf_file import read_gguf
 from ondevice.kinds import Kind
 from ondevice.store import Manifest, Store, sha256_file

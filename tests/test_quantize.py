@@ -15,7 +15,7 @@ from cli_helpers import invoke, one_error_line
 from conftest import SMOL
 from gguf_samples import write_tiny_gguf
 
-from converters.quantize import QuantizeError, is_quantized, parse_levels, quantize, quantize_file
+from ondevice.converters.quantize import QuantizeError, is_quantized, parse_levels, quantize, quantize_file
 from ondevice.gguf_file import read_gguf
 from ondevice.kinds import Kind
 from ondevice.prompting import Message

@@ -132,9 +132,9 @@ def convert(
     """Convert `source` into the store as NAME:OUTTYPE.
 
     `source` is a local Hugging Face checkpoint directory, or `hf:ORG/REPO[@REV]`: the repo is downloaded
-    into the Hugging Face cache first (see converters.hub), and the manifest records the commit the
+    into the Hugging Face cache first (see the hub module), and the manifest records the commit the
     revision resolved to. NAME defaults to the directory's or the repo's name. `notify` gets status lines.
-    A GGUF (a .gguf path or bundled:NAME) is rewritten as `outtype` by llama.cpp (converters.dequantize).
+    A GGUF (a .gguf path or bundled:NAME) is rewritten as `outtype` by llama.cpp (the dequantize module).
     """
     outtype = OutType.parse(outtype) if isinstance(outtype, str) else outtype
     store = store or Store()

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import click
 
-from converters.hf_to_gguf import OutType
-from converters.hf_to_gguf import convert as convert_checkpoint
-
+from ..converters.hf_to_gguf import OutType
+from ..converters.hf_to_gguf import convert as convert_checkpoint
 from ..store import Manifest
 from ..units import format_bytes
 from .common import note, print_json, step_bar

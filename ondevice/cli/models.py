@@ -218,8 +218,7 @@ def _pull_family(
     family: str, store: Store, levels: str | None, outtype: str, only: str | None, as_json: bool
 ) -> None:
     # Imported here: the converters (and huggingface_hub) are only needed when a family is pulled.
-    from converters.pipeline import PullEvent, Stage, pull_pair
-
+    from ..converters.pipeline import PullEvent, Stage, pull_pair
     from .common import note, step_bar
 
     with step_bar() as bar:

@@ -5,9 +5,8 @@ from __future__ import annotations
 import click
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
 
-from converters.quantize import DEFAULT_LADDER, QuantizeProgress
-from converters.quantize import quantize as quantize_ladder
-
+from ..converters.quantize import DEFAULT_LADDER, QuantizeProgress
+from ..converters.quantize import quantize as quantize_ladder
 from ..units import format_bytes
 from .common import MAX_THREADS, err_console, note, print_json, resolve_with_progress
 
