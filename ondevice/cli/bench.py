@@ -6,8 +6,9 @@ import click
 
 from ..measure.bench import BenchSettings, run_bench
 from ..measure.runs import save_run
-from .common import INT32_MAX, load_plan, note, print_json, resolve_with_progress
-from .measuring import load_options_without, parse_threads, step_progress
+from .common import INT32_MAX, load_plan, note, print_json
+from .measuring import load_options_without, parse_threads
+from .progress import progress_display, resolve_with_progress
 
 
 @click.command()
@@ -71,7 +72,7 @@ def bench(
     models = [resolve_with_progress(ref, verified=True) for ref in refs]
     for model in models:  # one at a time, so each has its own memory pre-flight
         plan.options_for(model)
-    with step_progress() as progress:
+    with progress_display() as progress:
         run = run_bench(models, settings, progress)
     if not no_save:
         note(f"saved to {save_run(run)}")

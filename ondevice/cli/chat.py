@@ -19,9 +19,9 @@ from .common import (
     load_plan,
     note,
     params_from,
-    resolve_with_progress,
     stats_line,
 )
+from .progress import resolve_with_progress
 
 HELP = (
     "/reset starts over, /system TEXT sets the system prompt, /exit leaves (or Ctrl-D); "

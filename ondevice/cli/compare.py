@@ -23,8 +23,8 @@ from .common import (
     note,
     params_from,
     print_json,
-    resolve_with_progress,
 )
+from .progress import resolve_with_progress
 
 
 @click.command()

@@ -1,14 +1,12 @@
-"""Helpers shared by `bench` and `eval`: option surgery on load_options and a progress display."""
+"""Helpers shared by `bench` and `eval`: option surgery on load_options, and --threads."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import click
 
-from ..measure import Progress as Step
-from .common import load_options, step_bar
+from .common import load_options
 
 
 def load_options_without(*names: str) -> Callable[[Callable], Callable]:
@@ -35,13 +33,3 @@ def parse_threads(value: str | None) -> tuple[int | None, ...]:
     if not counts or any(n < 1 for n in counts):
         raise click.BadParameter("thread counts must be at least 1", param_hint="--threads")
     return tuple(dict.fromkeys(counts))
-
-
-@contextlib.contextmanager
-def step_progress(enabled: bool = True) -> Iterator[Callable[[Step], None]]:
-    """A transient progress bar on stderr, fed with measurement steps."""
-    if not enabled:
-        yield lambda step: None
-        return
-    with step_bar() as bar:
-        yield lambda step: bar.update(f"{step.task}: {step.step}", step.done, step.total)

@@ -15,7 +15,8 @@ from ..planning.plan import plan_load
 from ..refs import pull_bundled, resolve
 from ..store import Store, check_name, describe, sha256_file
 from ..units import format_bytes
-from .common import PlainTable, byte_progress, print_json, resolve_with_progress
+from .common import PlainTable, note, print_json
+from .progress import progress_display, resolve_with_progress
 
 
 @click.group()
@@ -183,7 +184,7 @@ def pull(
         _pull_family(ref, store, levels, outtype or "f16", only, as_json)
         return
     if ref.startswith("bundled:"):
-        with byte_progress(f"assembling {ref}") as progress:
+        with progress_display() as progress:
             manifest = pull_bundled(ref.removeprefix("bundled:"), store, progress)
         entry = store.find(manifest.name, manifest.quant)
     elif ref.startswith("hf:"):
@@ -218,25 +219,17 @@ def _pull_family(
     family: str, store: Store, levels: str | None, outtype: str, only: str | None, as_json: bool
 ) -> None:
     # Imported here: the converters (and huggingface_hub) are only needed when a family is pulled.
-    from ..converters.pipeline import PullEvent, Stage, pull_pair
-    from .common import note, step_bar
+    from ..converters.pipeline import pull_pair
 
-    with step_bar() as bar:
-
-        def show(event: PullEvent) -> None:
-            if event.stage is Stage.FETCH and not event.done:
-                bar.pause()  # huggingface_hub draws its own download bars
-            elif event.stage is not Stage.FETCH or event.total:
-                bar.update(f"{event.role}: {event.label}", event.done, event.total)
-
+    with progress_display() as progress:
         result = pull_pair(
             family,
             levels,
             store=store,
             kinds=(only,) if only else ("base", "instruct"),
             outtype=outtype,
-            progress=show,
-            notify=bar.note,
+            progress=progress,
+            notify=progress.note,
         )
     if as_json:
         print_json(result.as_dict())

@@ -19,9 +19,9 @@ from .common import (
     note,
     params_from,
     print_json,
-    resolve_with_progress,
     stats_line,
 )
+from .progress import resolve_with_progress
 
 
 @click.command()
