@@ -14,7 +14,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import gguf
 import numpy as np
@@ -349,7 +349,10 @@ def write_gguf(
             if progress is not None:
                 progress(Progress(task, plan.name, done, len(plans), Unit.TENSORS))
             if plan.transform is None and len(plan.shape) >= 2:
-                writer.write_tensor_data(_RowBlocks(family.checkpoint, plan, qtype))  # type: ignore[arg-type]
+                # GGUFWriter.write_tensor_data is typed for arrays, but of its argument it reads only
+                # `nbytes` and calls `tofile`, which _RowBlocks has (and `byteswap` on a big-endian host).
+                blocks = cast(np.ndarray, _RowBlocks(family.checkpoint, plan, qtype))
+                writer.write_tensor_data(blocks)
             else:
                 array = (plan.transform or _identity)(_finite(family.checkpoint.read(plan.source), plan))
                 if tuple(array.shape) != plan.shape:  # a transform must never change the planned layout
