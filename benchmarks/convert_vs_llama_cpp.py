@@ -1,7 +1,7 @@
 """Our HF -> GGUF converter against llama.cpp's convert_hf_to_gguf.py: wall time and peak memory.
 
 Both convert the same checkpoint directories to the same output type, each in its own child process
-(ours: `converters.hf_to_gguf.convert_directory`, called through `python -c`; theirs: the script from
+(ours: `ondevice.converters.hf_to_gguf.convert_directory`, called through `python -c`; theirs: the script from
 the llama-cpp-python 0.3.36 sdist, with its own gguf-py). With --rounds > 1 the order alternates
 (ours, theirs, theirs, ours, ...) and medians are reported. Goal: ours at most half of llama.cpp's
 wall time and half of its peak RSS on every model.
@@ -63,7 +63,7 @@ NAMES = {"ours": "our", "theirs": "llama.cpp's"}
 CHUNK_ELEMENTS = 1 << 24  # tensors are compared this many values at a time
 
 OURS_CODE = (
-    "import sys; from pathlib import Path; from converters.hf_to_gguf import convert_directory; "
+    "import sys; from pathlib import Path; from ondevice.converters.hf_to_gguf import convert_directory; "
     "convert_directory(Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3])"
 )
 

@@ -34,8 +34,8 @@ PATTERNS = {
 
 def default_pair(work: Path):
     """SmolLM2's bundled file dequantized to F16 (the reference) and a Q4_K_M made from that F16."""
-    from converters.dequantize import convert_gguf
-    from converters.quantize import quantize
+    from ondevice.converters.dequantize import convert_gguf
+    from ondevice.converters.quantize import quantize
     from ondevice.store import Store
 
     store = Store(work / "store")

@@ -7,13 +7,12 @@ type, so this is `quantize` to a float level with requantizing allowed, and its 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
+from ondevice.progress import ProgressFn
 from ondevice.refs import resolve
 from ondevice.store import Store
 
 from .outputs import ConvertResult, OutType
-from .quantize import QuantizeProgress, is_quantized, quantize
+from .quantize import is_quantized, quantize
 
 __all__ = ["convert_gguf"]
 
@@ -24,19 +23,17 @@ def convert_gguf(
     *,
     name: str | None = None,
     store: Store | None = None,
-    progress: Callable[[int, int], None] | None = None,
+    progress: ProgressFn | None = None,
 ) -> ConvertResult:
-    """Write model `ref` (a .gguf path, bundled:NAME or store name) as `outtype` into the store."""
+    """Write model `ref` (a .gguf path, bundled:NAME or store name) as `outtype` into the store;
+    `progress` hears the quantizer's events (and a bundled model's assembly)."""
     outtype = OutType.parse(outtype) if isinstance(outtype, str) else outtype
     store = store or Store()
-    model = resolve(ref, store)
+    model = resolve(ref, store, progress)
     quantized = is_quantized(model.summary)
-
-    def show(step: QuantizeProgress) -> None:
-        if progress is not None:
-            progress(min(step.written, step.estimated), step.estimated)
-
-    (result,) = quantize(model, [outtype.value], allow_requantize=True, name=name, store=store, progress=show)
+    (result,) = quantize(
+        model, [outtype.value], allow_requantize=True, name=name, store=store, progress=progress
+    )
     notes = []
     if quantized:
         notes.append(

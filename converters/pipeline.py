@@ -9,45 +9,28 @@ with a manifest. A pair whose models are bundled (`bundled:NAME`) is pulled from
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from enum import Enum
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ondevice.errors import OndeviceError
 from ondevice.kinds import Kind
 from ondevice.planning.model_pairs import ModelPair, load_model_pair, model_pairs
 from ondevice.planning.profile_files import list_profiles
+from ondevice.progress import ProgressFn
 from ondevice.refs import pull_bundled
 from ondevice.store import Manifest, Store, StoreEntry
 
 from .hf_to_gguf import OutType, convert
 from .hub import parse_hub_ref
-from .quantize import QuantizeProgress, parse_levels, quantize
+from .quantize import parse_levels, quantize
 
-__all__ = ["PullError", "PullEvent", "PullResult", "PulledFile", "Stage", "find_pair", "pull_pair"]
+__all__ = ["PullError", "PullResult", "PulledFile", "find_pair", "pull_pair"]
 
 ROLES = (Kind.BASE.value, Kind.INSTRUCT.value)
 
 
 class PullError(OndeviceError):
     """A pair cannot be pulled as asked."""
-
-
-class Stage(str, Enum):
-    FETCH = "fetch"  # downloading (huggingface_hub draws its own bars) or assembling a bundled model
-    CONVERT = "convert"
-    QUANTIZE = "quantize"
-
-
-@dataclass(frozen=True)
-class PullEvent:
-    """Where a pull stands: `stage` of the `role` model, `done` of `total` (tensors or bytes)."""
-
-    stage: Stage
-    role: str
-    label: str
-    done: int = 0
-    total: int | None = None
 
 
 @dataclass(frozen=True)
@@ -58,7 +41,7 @@ class PulledFile:
     ref: str
     path: Path
     quant: str
-    kind: str
+    kind: Kind
     source: str
     revision: str | None
     size_bytes: int
@@ -70,7 +53,7 @@ class PulledFile:
             "ref": self.ref,
             "path": str(self.path),
             "quant": self.quant,
-            "kind": self.kind,
+            "kind": self.kind.value,
             "source": self.source,
             "revision": self.revision,
             "size_bytes": self.size_bytes,
@@ -131,13 +114,14 @@ def pull_pair(
     store: Store | None = None,
     kinds: tuple[str, ...] | list[str] = ROLES,
     outtype: OutType | str = OutType.F16,
-    progress: Callable[[PullEvent], None] | None = None,
+    progress: ProgressFn | None = None,
     notify: Callable[[str], None] | None = None,
 ) -> PullResult:
     """Download, convert and quantize the pair's base and/or instruct model; return every file written.
 
     `levels` defaults to the profile's ladder; a level equal to `outtype` is the conversion itself. All
-    arguments are checked before anything is downloaded.
+    arguments are checked before anything is downloaded. `progress` hears every step's events, each
+    task named after its role ("base: quantize ...").
     """
     pair = find_pair(pair_name)
     store = store or Store()
@@ -146,7 +130,6 @@ def pull_pair(
     if outtype is OutType.Q8_0:
         raise PullError("convert to f16, bf16 or f32; quantized levels come from the ladder (--levels)")
     say = notify or (lambda _line: None)
-    emit = progress or (lambda _event: None)
     result = PullResult(pair.name)
 
     wanted = list(pair.ladder) if levels is None else levels
@@ -168,16 +151,12 @@ def pull_pair(
 
     for role, (repo, revision) in sources.items():
         kind = Kind(role)
+        as_role = _as_role(role, progress)
         if repo.startswith("bundled:"):
             if levels is not None:
                 result.notes.append(f"{repo} ships already quantized; --levels does not apply to it")
-            emit(PullEvent(Stage.FETCH, role, repo))
             say(f"{role}: assembling {repo}")
-
-            def bytes_done(done: int, total: int, role: str = role, repo: str = repo) -> None:
-                emit(PullEvent(Stage.FETCH, role, repo, done, total))
-
-            manifest = pull_bundled(repo.removeprefix("bundled:"), store, bytes_done)
+            manifest = pull_bundled(repo.removeprefix("bundled:"), store, as_role)
             entry = store.find(manifest.name, manifest.quant)
             result.files.append(_pulled(role, entry.manifest, entry.path))
             continue
@@ -185,12 +164,7 @@ def pull_pair(
         source = f"hf:{repo}@{revision or 'main'}"
         if (revision or "main") == "main":
             say(f"{role}: {repo} is not pinned in the profile; converting what main points to now")
-        emit(PullEvent(Stage.FETCH, role, source))
         say(f"{role}: fetching {source}")
-
-        def tensors_done(done: int, total: int, role: str = role, source: str = source) -> None:
-            emit(PullEvent(Stage.CONVERT, role, f"{source} -> {outtype.name}", done, total))
-
         converted = convert(
             source,
             outtype,
@@ -198,7 +172,7 @@ def pull_pair(
             kind=kind,
             declared_by=f"the model-pair profile {pair.name}",
             store=store,
-            progress=tensors_done,
+            progress=as_role,
             notify=say,
         )
         entry = store.find(*converted.ref.split(":", 1))
@@ -206,14 +180,10 @@ def pull_pair(
         if not ladder:
             continue
 
-        def bytes_written(p: QuantizeProgress, role: str = role, name: str = converted.ref) -> None:
-            label = f"{name} -> {p.level} ({p.index + 1}/{p.count})"
-            emit(PullEvent(Stage.QUANTIZE, role, label, p.written, max(p.estimated, p.written)))
-
         source_sha = entry.manifest.sha256
         made = [_quantized_before(store, targets[role], level.name, source_sha) for level in ladder]
         todo = [level.name for level, done in zip(ladder, made, strict=True) if done is None]
-        fresh = iter(quantize(converted.ref, todo, store=store, progress=bytes_written) if todo else [])
+        fresh = iter(quantize(converted.ref, todo, store=store, progress=as_role) if todo else [])
         for done in made:
             if done is None:
                 quantized = next(fresh)
@@ -223,6 +193,13 @@ def pull_pair(
                 say(f"{role}: {done.manifest.ref} is already made from this {outtype.name}")
             result.files.append(_pulled(role, done.manifest, done.path))
     return result
+
+
+def _as_role(role: str, progress: ProgressFn | None) -> ProgressFn | None:
+    """`progress`, told which model of the pair each event is about."""
+    if progress is None:
+        return None
+    return lambda event: progress(replace(event, task=f"{role}: {event.task}"))
 
 
 def _quantized_before(store: Store, name: str, level: str, source_sha256: str) -> StoreEntry | None:
@@ -240,7 +217,7 @@ def _pulled(role: str, manifest: Manifest, path: Path) -> PulledFile:
         ref=manifest.ref,
         path=path,
         quant=manifest.quant,
-        kind=manifest.kind.value,
+        kind=manifest.kind,
         source=manifest.source,
         revision=manifest.revision,
         size_bytes=manifest.size_bytes,

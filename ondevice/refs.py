@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import bundled
-from .bundled import ProgressFn
 from .errors import UnknownReferenceError
 from .gguf_file import GGUFSummary, read_gguf
 from .kinds import Kind, decide_kind
+from .progress import ProgressFn
 from .store import Manifest, Store, describe
 
 

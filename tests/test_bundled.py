@@ -13,6 +13,7 @@ from ondevice import bundled
 from ondevice.bundled import BundledModel, BundledPart
 from ondevice.errors import GGUFError, OndeviceError, UnknownReferenceError
 from ondevice.kinds import Kind
+from ondevice.progress import Progress, Unit
 from ondevice.refs import resolve
 from ondevice.store import Store, describe
 
@@ -127,11 +128,15 @@ def test_assemble_concatenates_parts_and_reports_progress(
     paths = split_into_files(data, tmp_path, n_parts=3)
     model = fake_model(data, n_parts=3)
     monkeypatch.setattr(bundled, "part_paths", lambda m: paths)
-    progress: list[tuple[int, int]] = []
+    events: list[Progress] = []
     target = tmp_path / "out.gguf"
-    bundled.assemble(model, target, lambda done, total: progress.append((done, total)))
+    bundled.assemble(model, target, events.append)
     assert target.read_bytes() == data
-    assert progress == [(sum(p.stat().st_size for p in paths[: i + 1]), len(data)) for i in range(3)]
+    assert [(e.done, e.total, e.unit) for e in events] == [
+        (sum(p.stat().st_size for p in paths[: i + 1]), len(data), Unit.BYTES) for i in range(3)
+    ]
+    assert [e.step for e in events] == ["part 1/3", "part 2/3", "part 3/3"]
+    assert {e.task for e in events} == {f"assemble bundled:{model.name}"}
 
 
 def test_assemble_refuses_a_sha256_mismatch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -24,8 +24,8 @@ from convert_helpers import (
     transformers_logits,
 )
 
-from converters.hf_to_gguf import convert_directory
 from ondevice.cli import cli
+from ondevice.converters.hf_to_gguf import convert_directory
 from ondevice.gguf_file import read_gguf
 from ondevice.kinds import Kind
 from ondevice.prompting import Message

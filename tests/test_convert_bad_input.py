@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from cli_helpers import invoke, one_error_line
 
-from converters.hf_to_gguf import FAMILIES, ConvertError, convert, convert_directory
-from converters.safetensors_reader import SafetensorsError, SafetensorsFile, safe_child
+from ondevice.converters.hf_to_gguf import FAMILIES, ConvertError, convert, convert_directory
+from ondevice.converters.safetensors_reader import SafetensorsError, SafetensorsFile, safe_child
 from ondevice.store import Store
 
 CONFIG = {
@@ -161,7 +161,7 @@ def test_unknown_outtype(tmp_path):
 
 
 def _convert_slowly(directory: str, home: str) -> None:
-    import converters.hf_to_gguf.base as base
+    import ondevice.converters.hf_to_gguf.base as base
 
     os.environ["ONDEVICE_HOME"] = home
     real_encode = base._encode
@@ -204,7 +204,7 @@ def test_missing_or_unfaithful_tokenizers_are_refused_before_writing(tmp_path, i
 
 def test_links_may_lead_only_inside_the_given_root(tmp_path):
     """A Hub snapshot links its files into the repo's blobs/: allowed there, refused anywhere else."""
-    from converters.safetensors_reader import SafetensorsError, safe_child
+    from ondevice.converters.safetensors_reader import SafetensorsError, safe_child
 
     repo = tmp_path / "models--org--tiny"
     (repo / "blobs").mkdir(parents=True)

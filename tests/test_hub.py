@@ -14,10 +14,11 @@ from cli_helpers import invoke, one_error_line
 from hub_repo import checkpoint_files
 from hub_server import FakeHub
 
-from converters.hub import HubError, check_file_name, parse_hub_ref, plan_files
-from converters.pipeline import PullError, find_pair, pull_pair
+from ondevice.converters.hub import HubError, check_file_name, parse_hub_ref, plan_files
+from ondevice.converters.pipeline import PullError, find_pair, pull_pair
 from ondevice.gguf_file import read_gguf
 from ondevice.kinds import Kind
+from ondevice.progress import Phase, Unit
 from ondevice.store import Manifest, Store, sha256_file
 
 BASE = checkpoint_files("org/tiny-base", instruct=False, shards=2, seed=0)
@@ -378,7 +379,14 @@ def test_pull_pair_as_a_library_call_tells_same_named_repos_apart(hub, isolated_
         ("tiny-instruct:F16", "instruct"),
     ]
     assert result.paths == [f.path for f in result.files] and all(p.is_file() for p in result.paths)
-    assert {e.stage.value for e in events} == {"fetch", "convert"}
+    # Each role hands the display to huggingface_hub's download bars, then counts its tensors up.
+    for role, repo in (("base", "a/tiny"), ("instruct", "b/tiny")):
+        mine = [e for e in events if e.task == f"{role}: convert hf:{repo}@main to F16"]
+        assert mine[0].phase is Phase.HANDED_OFF
+        counted = mine[1:]
+        assert counted and all(e.phase is Phase.COUNTED and e.unit is Unit.TENSORS for e in counted)
+        assert [e.done for e in counted] == list(range(len(counted)))
+        assert counted[-1].done == counted[-1].total
 
 
 def test_a_family_with_several_pairs_asks_for_one():

@@ -1,17 +1,30 @@
-"""The shape of the code: no import cycles among ondevice's and the converters' modules, function-level
-imports included (a lazy import only hides a ring)."""
+"""The shape of the code: no import cycles among ondevice's modules (converters/ included, which installs
+as ondevice.converters), function-level imports included (a lazy import only hides a ring)."""
 
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
+if sys.version_info >= (3, 11):
+    import tomllib
+else:
+    import tomli as tomllib
+
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("ondevice", "converters")
 
 
-def _module_name(path: Path) -> str:
-    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+def source_roots() -> dict[str, Path]:
+    """Each source directory and the package it installs as: ondevice/, and pyproject's package-dir."""
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]
+    return {"ondevice": ROOT / "ondevice"} | {
+        package: ROOT / directory for package, directory in setuptools.get("package-dir", {}).items()
+    }
+
+
+def _module_name(package: str, root: Path, path: Path) -> str:
+    parts = [*package.split("."), *path.relative_to(root).with_suffix("").parts]
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
@@ -56,7 +69,11 @@ def _imports(path: Path, module: str, known: set[str]) -> set[str]:
 
 
 def import_graph() -> dict[str, set[str]]:
-    files = {_module_name(p): p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py")}
+    files = {
+        _module_name(package, root, path): path
+        for package, root in source_roots().items()
+        for path in root.rglob("*.py")
+    }
     known = set(files)
     return {module: _imports(path, module, known) for module, path in files.items()}
 
@@ -98,6 +115,21 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def test_the_checker_finds_a_ring():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_converters_are_imported_by_their_installed_name():
+    assert source_roots()["ondevice.converters"] == ROOT / "converters"
+    graph = import_graph()
+    assert "ondevice.converters.dequantize" in graph["ondevice.converters.hf_to_gguf.convert"]
+    bare = []
+    for directory in ("ondevice", "converters", "tests", "benchmarks"):
+        for path in (ROOT / directory).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+                if isinstance(node, ast.ImportFrom) and not node.level:
+                    names = [node.module or ""]
+                bare += [f"{path.relative_to(ROOT)}: {n}" for n in names if n.split(".")[0] == "converters"]
+    assert bare == []  # no top-level `converters` is installed
 
 
 def test_no_module_imports_one_that_imports_it_back():

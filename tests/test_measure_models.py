@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from converters.dequantize import convert_gguf
-from converters.quantize import quantize
 from ondevice.cli import cli
+from ondevice.converters.dequantize import convert_gguf
+from ondevice.converters.quantize import quantize
 from ondevice.measure.bench import BenchSettings, run_bench
 from ondevice.measure.quality import QualitySettings, evaluate_quality, load_text
 from ondevice.measure.runs import list_runs

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -16,6 +17,19 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
+    # Built from a copy of the tracked sources: setuptools reuses an existing build/ directory, so a
+    # build in the checkout could ship modules that no longer exist there.
+    source = tmp_path_factory.mktemp("source") / "ondevice"
+    tracked = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    ).stdout
+    for name in filter(None, tracked.decode().split("\0")):
+        if (ROOT / name).is_file():
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, source / name)
     subprocess.run(
         [
             sys.executable,
@@ -27,7 +41,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "-q",
             "-w",
             str(out),
-            str(ROOT),
+            str(source),
         ],
         check=True,
         capture_output=True,
@@ -46,30 +60,42 @@ def test_wheel_ships_packages_profiles_and_console_script(wheel):
         f"ondevice/profiles/{p.relative_to(ROOT / 'profiles')}" for p in (ROOT / "profiles").rglob("*.toml")
     }
     assert repo_profiles and shipped_profiles == repo_profiles
-    assert {"ondevice/cli/__init__.py", "ondevice/runtime/worker.py", "converters/__init__.py"} <= names
+    assert {
+        "ondevice/cli/__init__.py",
+        "ondevice/runtime/worker.py",
+        "ondevice/converters/__init__.py",
+        "ondevice/converters/hf_to_gguf/convert.py",
+    } <= names
+    # converters/ installs inside the package, as profiles/ does: no top-level package beside ondevice.
+    assert {n.split("/")[0] for n in names if not n.startswith("ondevice-")} == {"ondevice"}
     # Every module and data file of the source tree ships (a package missing from pyproject's list would not).
-    for top in ("ondevice", "converters"):
-        for path in (ROOT / top).rglob("*"):
+    for source, installed in (("ondevice", "ondevice"), ("converters", "ondevice/converters")):
+        for path in (ROOT / source).rglob("*"):
             if path.suffix in (".py", ".tcss") and "__pycache__" not in path.parts:
-                assert str(path.relative_to(ROOT)) in names, f"{path.relative_to(ROOT)} is not in the wheel"
+                shipped = f"{installed}/{path.relative_to(ROOT / source).as_posix()}"
+                assert shipped in names, f"{path.relative_to(ROOT)} is not in the wheel as {shipped}"
     assert "ondevice = ondevice.cli:main" in scripts
 
 
-def test_installed_wheel_finds_its_profiles(wheel, tmp_path):
+def test_installed_wheel_finds_its_profiles_and_converters(wheel, tmp_path):
     target = tmp_path / "site"
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
         check=True,
         capture_output=True,
     )
-    code = "from ondevice import locations; print(locations.profiles_dir())"
+    code = (
+        "from ondevice import locations; import ondevice.converters.hf_to_gguf as c; "
+        "print(locations.profiles_dir()); print(c.__file__)"
+    )
     env = {**os.environ, "PYTHONPATH": str(target)}
     found = subprocess.run(
         [sys.executable, "-c", code], cwd=tmp_path, env=env, check=True, capture_output=True
     )
-    profiles = Path(found.stdout.decode().strip())
+    profiles, converters = (Path(line) for line in found.stdout.decode().splitlines())
     assert profiles.is_relative_to(target)
     assert (profiles / "hardware" / "cpu-laptop.toml").is_file()
+    assert converters == target / "ondevice" / "converters" / "hf_to_gguf" / "__init__.py"
 
 
 def _readme_block_after(marker: str) -> str:

@@ -15,9 +15,11 @@ from cli_helpers import invoke, one_error_line
 from conftest import SMOL
 from gguf_samples import write_tiny_gguf
 
-from converters.quantize import QuantizeError, is_quantized, parse_levels, quantize, quantize_file
+from ondevice.converters.dequantize import convert_gguf
+from ondevice.converters.quantize import QuantizeError, is_quantized, parse_levels, quantize, quantize_file
 from ondevice.gguf_file import read_gguf
 from ondevice.kinds import Kind
+from ondevice.progress import Progress, Unit
 from ondevice.prompting import Message
 from ondevice.runtime.engine import WorkerModel, chat_turn
 from ondevice.runtime.protocol import GenerationParams, LoadOptions
@@ -78,6 +80,19 @@ def test_ladder_with_the_flag_writes_loadable_files_with_manifests(smol, isolate
     again = invoke("quantize", SMOL, "--levels", "q4_0", "--allow-requantize")
     assert again.exit_code == 0, again.output
     assert again.stdout.strip().splitlines() == [str(store.find("smollm2-135m-instruct", "Q4_0").path)]
+
+
+def test_a_dequantize_passes_on_the_assembly_and_the_quantizer_progress(isolated_home):
+    events: list[Progress] = []
+    result = convert_gguf(SMOL, "q8_0", progress=events.append)  # the bundled file is assembled first
+    assembled = [e for e in events if e.task == "assemble bundled:smollm2-135m-instruct"]
+    written = [e for e in events if e.task == "quantize smollm2-135m-instruct:Q4_1"]
+    assert assembled and written and len(assembled) + len(written) == len(events)
+    assert events[: len(assembled)] == assembled and assembled[-1].done == assembled[-1].total
+    assert {(e.step, e.unit) for e in written} == {("Q8_0 (1/1)", Unit.BYTES)}
+    done = [e.done for e in written]
+    assert done == sorted(done) and 0 < done[-1] <= result.size_bytes
+    assert all(e.total is not None and e.total >= e.done for e in written)
 
 
 def test_the_source_file_cannot_be_overwritten_by_its_own_level(smol):

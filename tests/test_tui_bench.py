@@ -13,7 +13,7 @@ from textual_plotext import PlotextPlot
 
 from ondevice.kinds import Kind
 from ondevice.live import ModelSpec
-from ondevice.measure import MeasureError, Progress
+from ondevice.measure import MeasureError
 from ondevice.measure.results import (
     BenchResult,
     BenchRun,
@@ -26,6 +26,7 @@ from ondevice.measure.results import (
 from ondevice.measure.runs import list_runs, save_run
 from ondevice.measure.stats import Estimate
 from ondevice.planning.hardware import Hardware
+from ondevice.progress import Progress
 from ondevice.prompting import PromptMode
 from ondevice.refs import ResolvedModel, resolve
 from ondevice.runtime.protocol import BenchTiming, GenerationParams, LoadOptions

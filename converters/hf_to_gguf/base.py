@@ -14,19 +14,19 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import gguf
 import numpy as np
 
 from ondevice.planning.preflight import LIMITS, ShapeError, bounded
+from ondevice.progress import Progress, ProgressFn, Unit
 
 from ..outputs import ConvertError, OutType
 from ..safetensors_reader import Checkpoint
 from .vocab import Vocab, build_vocab
 
 Transform = Callable[[np.ndarray], np.ndarray]
-ProgressFn = Callable[[int, int], None]  # (tensors written, tensors in all)
 
 
 # config.json sizes beside num_hidden_layers (checked once a checkpoint is opened).
@@ -317,8 +317,10 @@ def write_gguf(
     outtype: OutType,
     metadata: dict[str, str],
     progress: ProgressFn | None = None,
+    task: str = "convert",
 ) -> None:
-    """Write the family's checkpoint as one GGUF file at `out`, one tensor in memory at a time."""
+    """Write the family's checkpoint as one GGUF file at `out`, one tensor in memory at a time;
+    `progress` hears of each tensor as `task`."""
     plans = family.plan()
     writer = gguf.GGUFWriter(out, family.arch_name)
     try:
@@ -344,16 +346,21 @@ def write_gguf(
         writer.write_kv_data_to_file()
         writer.write_ti_data_to_file()
         for done, (plan, qtype) in enumerate(zip(plans, types, strict=True)):
+            if progress is not None:
+                progress(Progress(task, plan.name, done, len(plans), Unit.TENSORS))
             if plan.transform is None and len(plan.shape) >= 2:
-                writer.write_tensor_data(_RowBlocks(family.checkpoint, plan, qtype))  # type: ignore[arg-type]
+                # GGUFWriter.write_tensor_data is typed for arrays, but of its argument it reads only
+                # `nbytes` and calls `tofile`, which _RowBlocks has (and `byteswap` on a big-endian host).
+                blocks = cast(np.ndarray, _RowBlocks(family.checkpoint, plan, qtype))
+                writer.write_tensor_data(blocks)
             else:
                 array = (plan.transform or _identity)(_finite(family.checkpoint.read(plan.source), plan))
                 if tuple(array.shape) != plan.shape:  # a transform must never change the planned layout
                     raise ConvertError(f"internal: {plan.source} became {array.shape}, planned {plan.shape}")
                 writer.write_tensor_data(_encode(array, qtype))
                 del array
-            if progress is not None:
-                progress(done + 1, len(plans))
+        if progress is not None:
+            progress(Progress(task, "", len(plans), len(plans), Unit.TENSORS))
     finally:
         writer.close()
         family.checkpoint.close()

@@ -11,6 +11,7 @@ from ondevice.atomic import atomic_path, check_free_space
 from ondevice.errors import OndeviceError
 from ondevice.gguf_file import GGUFSummary, read_gguf
 from ondevice.kinds import Kind
+from ondevice.progress import Phase, Progress, ProgressFn
 from ondevice.store import Manifest, Store, check_name, describe, sha256_file
 
 from ..dequantize import convert_gguf
@@ -20,7 +21,6 @@ from .base import (
     ConvertError,
     Family,
     OutType,
-    ProgressFn,
     planned_size,
     read_config,
     write_gguf,
@@ -76,10 +76,10 @@ def convert_directory(
     outtype = OutType.parse(outtype) if isinstance(outtype, str) else outtype
     family = family_for(directory)
     check_free_space(out.parent, planned_size(family, outtype) + _METADATA_SLACK, f"converting to {out.name}")
+    metadata = {"general.name": _general_name(directory, family.config)}
+    task = f"convert {directory.name} to {outtype.name}"
     with atomic_path(out) as partial:
-        write_gguf(
-            family, partial, outtype, {"general.name": _general_name(directory, family.config)}, progress
-        )
+        write_gguf(family, partial, outtype, metadata, progress, task)
         read_gguf(partial)
     return out
 
@@ -132,14 +132,15 @@ def convert(
     """Convert `source` into the store as NAME:OUTTYPE.
 
     `source` is a local Hugging Face checkpoint directory, or `hf:ORG/REPO[@REV]`: the repo is downloaded
-    into the Hugging Face cache first (see converters.hub), and the manifest records the commit the
+    into the Hugging Face cache first (see the hub module), and the manifest records the commit the
     revision resolved to. NAME defaults to the directory's or the repo's name. `notify` gets status lines.
-    A GGUF (a .gguf path or bundled:NAME) is rewritten as `outtype` by llama.cpp (converters.dequantize).
+    A GGUF (a .gguf path or bundled:NAME) is rewritten as `outtype` by llama.cpp (the dequantize module).
     """
     outtype = OutType.parse(outtype) if isinstance(outtype, str) else outtype
     store = store or Store()
     if _is_model_ref(source):
         return convert_gguf(str(source), outtype, name=name, store=store, progress=progress)
+    task = f"convert {source} to {outtype.name}"
     revision = None
     extra: dict[str, object] = {}
     if isinstance(source, str) and source.strip().startswith("hf:"):
@@ -156,6 +157,8 @@ def convert(
                     f"supported: {', '.join(sorted(FAMILIES))}"
                 )
 
+        if progress is not None:  # huggingface_hub draws its own download bars
+            progress(Progress(task, f"downloading {ref.repo_id}", phase=Phase.HANDED_OFF))
         snapshot = hub.download(ref, check=supported, notify=notify)
         done = _converted_before(store, target, outtype, snapshot.commit)
         if done is not None:  # the converter is deterministic: the same commit gives the same file
@@ -181,7 +184,7 @@ def convert(
 
     def write(partial: Path) -> None:
         nonlocal digest
-        write_gguf(family, partial, outtype, {"general.name": general_name}, progress)
+        write_gguf(family, partial, outtype, {"general.name": general_name}, progress, task)
         digest = sha256_file(partial)
 
     def manifest_for(summary: GGUFSummary) -> Manifest:

@@ -6,10 +6,11 @@ import click
 
 from ..measure.bench import BenchSettings, run_bench
 from ..measure.runs import save_run
-from .common import note, resolve_with_progress
-from .measuring import parse_threads, step_progress
+from .common import note
+from .measuring import parse_threads
 from .options import INT32_MAX, LoadFlags, load_options
 from .output import Format, Output, output_options
+from .progress import progress_display, resolve_with_progress
 
 
 @click.command()
@@ -70,7 +71,7 @@ def bench(
     models = [resolve_with_progress(ref, verified=True) for ref in refs]
     for model in models:  # one at a time, so each has its own memory pre-flight
         plan.options_for(model)
-    with step_progress() as progress:
+    with progress_display() as progress:
         run = run_bench(models, settings, progress)
     if not no_save:
         note(f"saved to {save_run(run)}")

@@ -11,8 +11,9 @@ from ..prompting import Message
 from ..runtime.engine import Backend, WorkerDied, chat_turn, open_model
 from ..runtime.protocol import Finished, GenerationParams, TokenEvent
 from ..terminal_text import valid_utf8, visible_controls
-from .common import describe_model, note, resolve_with_progress, stats_line
+from .common import describe_model, note, stats_line
 from .options import USER_TEXT, LoadFlags, generation_options, load_options
+from .progress import resolve_with_progress
 
 HELP = (
     "/reset starts over, /system TEXT sets the system prompt, /exit leaves (or Ctrl-D); "

@@ -15,9 +15,10 @@ from ..refs import ResolvedModel
 from ..runtime.protocol import GenerationParams
 from ..terminal_text import plain_text
 from ..units import format_bytes
-from .common import describe_model, note, resolve_with_progress
+from .common import describe_model, note
 from .options import USER_TEXT, LoadFlags, generation_options, load_options
 from .output import Output, output_options
+from .progress import resolve_with_progress
 
 
 @click.command()

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import click
 
-from converters.hf_to_gguf import OutType
-from converters.hf_to_gguf import convert as convert_checkpoint
-
+from ..converters.hf_to_gguf import OutType
+from ..converters.hf_to_gguf import convert as convert_checkpoint
 from ..store import Manifest
 from ..units import format_bytes
-from .common import note, step_bar
+from .common import note
 from .output import Output, output_options
+from .progress import progress_display
 
 
 @click.command()
@@ -39,12 +39,8 @@ def convert(source: str, outtype: str, name: str | None, out: Output) -> None:
     SOURCE can also be a GGUF (FILE.gguf or bundled:NAME): it is dequantized to --outtype (e.g. the
     bundled Q4 models to F16, to seed a quantization ladder or serve as a KLD reference).
     """
-    with step_bar() as bar:
-
-        def show(done: int, total: int) -> None:
-            bar.update(f"converting {source} to {outtype.upper()}", done, total)
-
-        result = convert_checkpoint(source, outtype, name=name, progress=show, notify=bar.note)
+    with progress_display() as progress:
+        result = convert_checkpoint(source, outtype, name=name, progress=progress, notify=progress.note)
     manifest = Manifest.from_json(result.path.with_suffix(".json").read_text(encoding="utf-8"), result.path)
 
     def report() -> None:

@@ -10,10 +10,10 @@ import click
 from ..measure.bench import BenchSettings
 from ..measure.evaluate import EvalSettings, evaluate
 from ..measure.runs import save_run
-from .common import note, resolve_with_progress
-from .measuring import step_progress
+from .common import note
 from .options import INT32_MAX, LoadFlags, load_options
 from .output import Format, Output, output_options
+from .progress import progress_display, resolve_with_progress
 
 
 @click.command(name="eval")
@@ -123,7 +123,7 @@ def eval_(
     reference = resolve_with_progress(reference_ref, verified=True) if reference_ref else None
     for model in [*models, *([reference] if reference else [])]:  # loaded one at a time
         plan.options_for(model)
-    with step_progress() as progress:
+    with progress_display() as progress:
         run = evaluate(models, reference, settings, progress)
     if not no_save:
         note(f"saved to {save_run(run)}")

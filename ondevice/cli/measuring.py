@@ -1,14 +1,8 @@
-"""Helpers shared by `bench` and `eval`: thread-count lists and a progress display."""
+"""Helpers shared by `bench` and `eval`: thread-count lists."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
-
 import click
-
-from ..measure import Progress as Step
-from .common import step_bar
 
 
 def parse_threads(value: str | None) -> tuple[int | None, ...]:
@@ -24,13 +18,3 @@ def parse_threads(value: str | None) -> tuple[int | None, ...]:
     if not counts or any(n < 1 for n in counts):
         raise click.BadParameter("thread counts must be at least 1", param_hint="--threads")
     return tuple(dict.fromkeys(counts))
-
-
-@contextlib.contextmanager
-def step_progress(enabled: bool = True) -> Iterator[Callable[[Step], None]]:
-    """A transient progress bar on stderr, fed with measurement steps."""
-    if not enabled:
-        yield lambda step: None
-        return
-    with step_bar() as bar:
-        yield lambda step: bar.update(f"{step.task}: {step.step}", step.done, step.total)

@@ -16,8 +16,9 @@ from ..planning.plan import plan_load
 from ..refs import pull_bundled, resolve
 from ..store import Store, check_name, describe, sha256_file
 from ..units import format_bytes
-from .common import PlainTable, byte_progress, resolve_with_progress
+from .common import PlainTable, note
 from .output import Column, Format, Output, Rows, output_options
+from .progress import progress_display, resolve_with_progress
 
 
 @click.group()
@@ -189,7 +190,7 @@ def pull(
         _pull_family(ref, store, levels, outtype or "f16", only, out)
         return
     if ref.startswith("bundled:"):
-        with byte_progress(f"assembling {ref}") as progress:
+        with progress_display() as progress:
             manifest = pull_bundled(ref.removeprefix("bundled:"), store, progress)
         entry = store.find(manifest.name, manifest.quant)
     elif ref.startswith("hf:"):
@@ -224,26 +225,17 @@ def _pull_family(
     family: str, store: Store, levels: str | None, outtype: str, only: str | None, out: Output
 ) -> None:
     # Imported here: the converters (and huggingface_hub) are only needed when a family is pulled.
-    from converters.pipeline import PullEvent, Stage, pull_pair
+    from ..converters.pipeline import pull_pair
 
-    from .common import note, step_bar
-
-    with step_bar() as bar:
-
-        def show(event: PullEvent) -> None:
-            if event.stage is Stage.FETCH and not event.done:
-                bar.pause()  # huggingface_hub draws its own download bars
-            elif event.stage is not Stage.FETCH or event.total:
-                bar.update(f"{event.role}: {event.label}", event.done, event.total)
-
+    with progress_display() as progress:
         result = pull_pair(
             family,
             levels,
             store=store,
             kinds=(only,) if only else ("base", "instruct"),
             outtype=outtype,
-            progress=show,
-            notify=bar.note,
+            progress=progress,
+            notify=progress.note,
         )
 
     def report() -> None:
@@ -251,7 +243,7 @@ def _pull_family(
             note(line)
         for pulled in result.files:
             note(
-                f"{pulled.ref}: {pulled.kind}, {format_bytes(pulled.size_bytes)}, "
+                f"{pulled.ref}: {pulled.kind.value}, {format_bytes(pulled.size_bytes)}, "
                 f"{pulled.bits_per_weight:.2f} bits/weight, from {pulled.source}"
             )
             click.echo(str(pulled.path))

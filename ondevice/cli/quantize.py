@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import click
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
 
-from converters.quantize import DEFAULT_LADDER, QuantizeProgress
-from converters.quantize import quantize as quantize_ladder
-
+from ..converters.quantize import DEFAULT_LADDER
+from ..converters.quantize import quantize as quantize_ladder
 from ..units import format_bytes
-from .common import err_console, note, resolve_with_progress
+from .common import note
 from .options import MAX_THREADS
 from .output import Output, output_options
+from .progress import progress_display, resolve_with_progress
 
 
 @click.command()
@@ -33,26 +32,9 @@ def quantize(
 ) -> None:
     """Quantize REF to each level with llama.cpp's quantizer, into the store; print the paths written."""
     model = resolve_with_progress(ref)
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TimeElapsedColumn(),
-        console=err_console,
-        transient=True,
-    ) as bar:
-        task = bar.add_task(f"quantizing {model.display_name}", total=None)
-
-        def show(p: QuantizeProgress) -> None:
-            bar.update(
-                task,
-                description=f"{model.display_name} -> {p.level} ({p.index + 1}/{p.count})",
-                completed=p.written,
-                total=max(p.estimated, p.written),
-            )
-
+    with progress_display() as progress:
         results = quantize_ladder(
-            model, levels, allow_requantize=allow_requantize, name=name, threads=threads, progress=show
+            model, levels, allow_requantize=allow_requantize, name=name, threads=threads, progress=progress
         )
 
     def report() -> None:

@@ -10,9 +10,10 @@ from ..generate import run_prompt
 from ..runtime.engine import Event
 from ..runtime.protocol import GenerationParams, TokenEvent
 from ..terminal_text import visible_controls
-from .common import describe_model, note, resolve_with_progress, stats_line
+from .common import describe_model, note, stats_line
 from .options import USER_TEXT, LoadFlags, generation_options, load_options
 from .output import Output, output_options
+from .progress import resolve_with_progress
 
 
 @click.command()

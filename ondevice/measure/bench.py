@@ -12,15 +12,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from threading import Event
 
+from ..progress import Progress, ProgressFn
 from ..refs import ResolvedModel
 from ..runtime.engine import Backend, open_model
 from ..runtime.protocol import BenchTiming, LoadOptions
-from . import MeasureError, Progress
+from . import MeasureError
 from .machine import backend_name, llama_cpp_version, machine_record
 from .results import BenchResult, BenchRun, Memory, ModelRecord, Rate
 from .stats import Estimate, mean, median, stddev
 
-ProgressFn = Callable[[Progress], None]
 OpenModel = Callable[[ResolvedModel, LoadOptions], Backend]
 
 

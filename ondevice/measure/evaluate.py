@@ -8,10 +8,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from threading import Event
 
+from ..progress import ProgressFn
 from ..refs import ResolvedModel
 from ..runtime.protocol import GenerationParams, LoadOptions
 from . import MeasureError
-from .bench import BenchSettings, ProgressFn, run_bench
+from .bench import BenchSettings, run_bench
 from .follow import evaluate_follow, load_prompts
 from .machine import llama_cpp_version, machine_record
 from .quality import METRICS, QualitySettings, evaluate_quality, load_text

@@ -19,12 +19,12 @@ from threading import Event
 
 from ..atomic import check_free_space
 from ..gguf_file import ArrayInfo
+from ..progress import Progress, ProgressFn
 from ..refs import ResolvedModel
 from ..runtime.engine import Backend, open_model
 from ..runtime.logprobs import ChunkScores, ReferenceFiles, concat
 from ..runtime.protocol import LoadOptions, ScoreRequest
-from . import MeasureError, Progress
-from .bench import ProgressFn
+from . import MeasureError
 from .machine import llama_cpp_version, machine_record
 from .results import EvalRun, ModelRecord, QualityResult
 from .stats import mean_with_error, percentile, ppl, ppl_ratio, proportion, rms

@@ -37,8 +37,8 @@ from textual.widgets.selection_list import Selection
 from textual_plotext import PlotextPlot
 
 from ..errors import OndeviceError
-from ..measure import MeasureError, Progress
-from ..measure.bench import BenchSettings, OpenModel, ProgressFn, open_worker, run_bench
+from ..measure import MeasureError
+from ..measure.bench import BenchSettings, OpenModel, open_worker, run_bench
 from ..measure.evaluate import EvalSettings, evaluate
 from ..measure.quality import METRICS
 from ..measure.results import BenchRun, EvalRun, ModelRecord, Rate
@@ -46,6 +46,7 @@ from ..measure.runs import Run, SavedRun, list_runs, load_run, save_run
 from ..measure.stats import Estimate
 from ..planning.hardware import Hardware, detect_hardware
 from ..planning.plan import require_fit_now
+from ..progress import Progress, ProgressFn
 from ..refs import ResolvedModel, resolve
 from ..runtime.protocol import LoadOptions
 from ..terminal_text import plain_text
@@ -578,14 +579,15 @@ class BenchScreen(Screen):
         if self.running is None:
             return
         bar = self.query_one("#bench-progress", ProgressBar)
+        total = max(p.total or 0, 1)  # measurements always know their total
         if self.running == "bench":  # the library counts steps per model: add up the models
             if p.task not in self._tasks:
                 self._tasks.append(p.task)
             index = self._tasks.index(p.task)
-            bar.update(total=p.total * max(self._n_models, 1), progress=index * p.total + p.done)
+            bar.update(total=total * max(self._n_models, 1), progress=index * total + p.done)
             where = f" · model {index + 1}/{self._n_models}"
         else:
-            bar.update(total=max(p.total, 1), progress=p.done)
+            bar.update(total=total, progress=p.done)
             where = ""
         stopping = " (stopping…)" if self.cancel.is_set() else ""
         self._status(f"{self.running}: {p.task}: {p.step}{where}{stopping}")

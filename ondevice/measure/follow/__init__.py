@@ -9,12 +9,12 @@ from pathlib import Path
 from threading import Event
 from typing import Any
 
+from ...progress import Progress, ProgressFn
 from ...prompting import PromptMode
 from ...refs import ResolvedModel
 from ...runtime.engine import open_model, single_turn
 from ...runtime.protocol import GenerationParams, LoadOptions
-from .. import MeasureError, Progress
-from ..bench import ProgressFn
+from .. import MeasureError
 from ..results import FollowResult, ModelRecord, PromptOutcome, TypeScore
 from .checkers import CHECKERS, check
 from .prompts import PROMPTS
