@@ -9,7 +9,8 @@ from pathlib import Path
 from . import bundled
 from .bundled import ProgressFn
 from .errors import UnknownReferenceError
-from .gguf_file import GGUFSummary, read_gguf
+from .gguf_file import read_gguf
+from .gguf_summary import GGUFSummary
 from .kinds import Kind, decide_kind
 from .store import Manifest, Store, describe
 
