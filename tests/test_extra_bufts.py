@@ -18,7 +18,7 @@ from ondevice.errors import WorkerError
 from ondevice.kinds import Kind
 from ondevice.runtime import build, engine, extra_bufts
 from ondevice.runtime.engine import WorkerModel, single_turn
-from ondevice.runtime.llama_session import FAULT_ENV
+from ondevice.runtime.faults import FAULT_ENV
 from ondevice.runtime.protocol import ExtraBufts, GenerationParams, LoadOptions
 
 GREEDY = GenerationParams(max_tokens=8, temperature=0)
