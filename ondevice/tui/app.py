@@ -14,7 +14,8 @@ from textual.binding import Binding
 from ..live import ModelSpec
 from ..runtime.engine import Backend
 from ..runtime.protocol import GenerationParams, LoadOptions
-from .bench import BenchScreen, Measurer
+from .bench import BenchScreen
+from .bench_measurer import Measurer
 from .chat import ChatScreen
 from .compare import CompareScreen
 from .dialogs import HelpScreen
