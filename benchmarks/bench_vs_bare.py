@@ -23,7 +23,7 @@ import llama_cpp
 
 from ondevice.refs import resolve
 from ondevice.runtime.engine import open_model
-from ondevice.runtime.llama_session import default_threads
+from ondevice.runtime.llama_params import default_threads
 from ondevice.runtime.protocol import ExtraBufts, LoadOptions
 
 GOAL = 0.97

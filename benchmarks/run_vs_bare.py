@@ -18,7 +18,7 @@ import llama_cpp
 
 from ondevice.refs import resolve
 from ondevice.runtime.engine import Backend, open_model, single_turn
-from ondevice.runtime.llama_session import default_threads
+from ondevice.runtime.llama_params import default_threads
 from ondevice.runtime.protocol import ExtraBufts, Finished, GenerationParams, LoadOptions, TokenEvent
 
 PROMPT = "Write a short story about a lighthouse keeper who finds a message in a bottle."

@@ -18,7 +18,7 @@ from textual.widgets import Input
 from ondevice.live import LiveStats, ModelSpec
 from ondevice.refs import resolve
 from ondevice.runtime.engine import Backend, open_model, single_turn
-from ondevice.runtime.llama_session import default_threads
+from ondevice.runtime.llama_params import default_threads
 from ondevice.runtime.protocol import GenerationParams, LoadOptions, TokenEvent
 from ondevice.tui.app import OndeviceApp
 

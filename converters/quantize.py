@@ -20,7 +20,7 @@ from typing import Any
 import gguf
 
 from ondevice.errors import OndeviceError
-from ondevice.gguf_file import GGUFSummary
+from ondevice.gguf_summary import GGUFSummary
 from ondevice.progress import Progress, ProgressFn, Unit
 from ondevice.refs import ResolvedModel, resolve
 from ondevice.runtime.lifeline import exit_with_parent, log_file

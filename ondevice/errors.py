@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 
 class OndeviceError(Exception):
     """Base for errors caused by input, environment or a model file, not by a bug."""
@@ -21,6 +23,18 @@ class StoreError(OndeviceError):
 
 class WorkerError(OndeviceError):
     """The model worker process failed or died."""
+
+
+class WorkerDied(WorkerError):
+    """The worker process ended while working (the exit status says how)."""
+
+    def __init__(self, message: str, exitcode: int | None) -> None:
+        super().__init__(message)
+        self.exitcode = exitcode
+
+    @property
+    def signal_name(self) -> str | None:
+        return signal.Signals(-self.exitcode).name if self.exitcode and self.exitcode < 0 else None
 
 
 class PromptError(OndeviceError):

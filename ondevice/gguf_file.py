@@ -7,6 +7,7 @@ is allocated or looped over, so a hostile header costs at most one pass over the
 
 Only little-endian GGUF v2 and v3 are accepted (the versions llama.cpp reads). The tables of value
 types and tensor types come from gguf-py, the reference implementation that ships with llama.cpp.
+What a valid file holds is a `GGUFSummary` (`ondevice.gguf_summary`).
 """
 
 from __future__ import annotations
@@ -15,8 +16,6 @@ import mmap
 import os
 import stat
 import struct
-from collections import Counter
-from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
 from typing import Any, ClassVar
@@ -24,8 +23,9 @@ from typing import Any, ClassVar
 import gguf
 
 from ondevice.errors import GGUFError
+from ondevice.gguf_summary import ARCHITECTURE_KEY, ArrayInfo, GGUFSummary, TensorInfo
 
-__all__ = ["ArrayInfo", "GGUFSummary", "TensorInfo", "read_gguf"]
+__all__ = ["read_gguf"]
 
 SUPPORTED_VERSIONS = (2, 3)
 MAX_LISTED_ARRAY = 64  # longer metadata arrays are summarised as ArrayInfo, never materialised
@@ -33,7 +33,6 @@ MAX_TENSOR_NAME_BYTES = 63  # llama.cpp's GGML_MAX_NAME is 64 including the term
 MAX_DIMS = 4  # GGML_MAX_DIMS
 MAX_STRING_BYTES = 1 << 30  # GGUF_MAX_STRING_LENGTH in llama.cpp's gguf.cpp
 ALIGNMENT_KEY = gguf.Keys.General.ALIGNMENT
-ARCHITECTURE_KEY = gguf.Keys.General.ARCHITECTURE
 
 _INT64_MAX = (1 << 63) - 1
 _FIXED_HEADER_BYTES = 24  # magic, u32 version, u64 tensor count, u64 metadata count
@@ -72,113 +71,6 @@ class _ValueType:
             return _VT(vtype).name
         except ValueError:
             return f"unknown type {vtype}"
-
-
-@dataclass(frozen=True, slots=True)
-class ArrayInfo:
-    """Stands in for a metadata array with more than 64 elements (which is never materialised)."""
-
-    element_type: str  # a gguf.GGUFValueType name, e.g. "STRING"
-    length: int
-
-
-@dataclass(frozen=True, slots=True)
-class TensorInfo:
-    """One tensor's header entry, with its data located in the file."""
-
-    name: str
-    shape: tuple[int, ...]  # as stored in GGUF: ne0 (the row length) first
-    ggml_type: int  # a gguf.GGMLQuantizationType value
-    offset: int  # absolute byte offset of the tensor data in the file
-    n_bytes: int
-
-    @property
-    def n_elements(self) -> int:
-        count = 1
-        for dim in self.shape:
-            count *= dim
-        return count
-
-    @property
-    def type_name(self) -> str:
-        try:
-            return gguf.GGMLQuantizationType(self.ggml_type).name
-        except ValueError:
-            return f"type {self.ggml_type}"
-
-
-@dataclass(frozen=True)
-class GGUFSummary:
-    """What a validated GGUF file holds, minus the tensor data and long arrays."""
-
-    path: Path
-    version: int
-    file_size: int
-    alignment: int
-    data_offset: int  # start of the tensor data section
-    metadata: dict[str, Any]  # str | int | float | bool | list (<= 64 elements) | ArrayInfo
-    tensors: tuple[TensorInfo, ...]
-
-    @property
-    def architecture(self) -> str | None:
-        return _typed(self.metadata.get(ARCHITECTURE_KEY), str)
-
-    @property
-    def name(self) -> str | None:
-        return _typed(self.metadata.get(gguf.Keys.General.NAME), str)
-
-    @property
-    def parameter_count(self) -> int:
-        return sum(t.n_elements for t in self.tensors)
-
-    @property
-    def tensor_bytes(self) -> int:
-        return sum(t.n_bytes for t in self.tensors)
-
-    @property
-    def bits_per_weight(self) -> float:
-        params = self.parameter_count
-        return self.tensor_bytes * 8 / params if params else 0.0
-
-    @property
-    def file_type_name(self) -> str | None:
-        """The declared quantization ("Q4_K_M"), else the dominant type of the weight matrices by bytes."""
-        declared = _typed(self.metadata.get(gguf.Keys.General.FILE_TYPE), int)
-        if declared is not None and declared != gguf.LlamaFileType.GUESSED:
-            try:
-                name = gguf.LlamaFileType(declared).name
-            except ValueError:
-                pass
-            else:
-                return name.removeprefix("MOSTLY_").removeprefix("ALL_")
-        # 1-D tensors (norms, biases) stay F32 in every quantization, so they say nothing.
-        matrices = [t for t in self.tensors if len(t.shape) >= 2] or list(self.tensors)
-        bytes_by_type: Counter[str] = Counter()
-        for tensor in matrices:
-            bytes_by_type[tensor.type_name] += tensor.n_bytes
-        return bytes_by_type.most_common(1)[0][0] if bytes_by_type else None
-
-    @property
-    def context_length(self) -> int | None:
-        return _typed(self.arch_value("context_length"), int)
-
-    @property
-    def chat_template(self) -> str | None:
-        return _typed(self.metadata.get(gguf.Keys.Tokenizer.CHAT_TEMPLATE), str)
-
-    def arch_value(self, key: str, default: Any = None) -> Any:
-        """The architecture-scoped value ``{architecture}.{key}``, e.g. ``llama.block_count``."""
-        arch = self.architecture
-        if arch is None:
-            return default
-        return self.metadata.get(f"{arch}.{key}", default)
-
-
-def _typed(value: Any, kind: type) -> Any:
-    # bool is an int subclass; a BOOL value is never a count or a length.
-    if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
-        return value
-    return None
 
 
 class _Invalid(Exception):

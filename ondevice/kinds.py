@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from enum import Enum
 
-from .gguf_file import GGUFSummary
+from .gguf_summary import GGUFSummary
 
 
 class Kind(str, Enum):

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from . import bundled
 from .errors import UnknownReferenceError
-from .gguf_file import GGUFSummary, read_gguf
+from .gguf_file import read_gguf
+from .gguf_summary import GGUFSummary
 from .kinds import Kind, decide_kind
 from .progress import ProgressFn
 from .store import Manifest, Store, describe

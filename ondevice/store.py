@@ -20,7 +20,8 @@ from typing import Any
 from . import locations
 from .atomic import atomic_path, check_free_space, remove_stale_partials, write_text_atomic
 from .errors import StoreError, UnknownReferenceError
-from .gguf_file import GGUFSummary, read_gguf
+from .gguf_file import read_gguf
+from .gguf_summary import GGUFSummary
 from .kinds import Kind, KindDecision, decide_kind
 from .records import RecordError, from_dict
 

@@ -16,6 +16,7 @@ from ondevice.runtime.protocol import (
     GenerationStats,
     ModelFacts,
     PromptReady,
+    StopReason,
     TokenEvent,
 )
 
@@ -73,14 +74,14 @@ class FakeBackend(Backend):
             prompt = "\n".join(m.content for m in request.messages)
         yield PromptReady(prompt, len(prompt.split()), 0)
         words = [w + " " for w in self.answer.split()][: request.params.max_tokens]
-        text, reason = "", "eos"
+        text, reason = "", StopReason.EOS
         for i, word in enumerate(words):
             if self.gate is not None:
                 self.gate.wait(5)
             if self.crash_after is not None and i == self.crash_after:
                 raise WorkerError("the model worker for fake was killed by SIGKILL while generating")
             if self._cancel.is_set():
-                reason = "cancelled"
+                reason = StopReason.CANCELLED
                 break
             text += word
             yield TokenEvent(word, i, 0.1 + i * 0.02)

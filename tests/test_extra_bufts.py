@@ -16,9 +16,9 @@ from cli_helpers import invoke, one_error_line
 
 from ondevice.errors import WorkerError
 from ondevice.kinds import Kind
-from ondevice.runtime import build, engine, extra_bufts
+from ondevice.runtime import build, extra_bufts
 from ondevice.runtime.engine import WorkerModel, single_turn
-from ondevice.runtime.llama_session import FAULT_ENV
+from ondevice.runtime.faults import FAULT_ENV
 from ondevice.runtime.protocol import ExtraBufts, GenerationParams, LoadOptions
 
 GREEDY = GenerationParams(max_tokens=8, temperature=0)
@@ -28,7 +28,7 @@ REBUILD = "pip install --no-cache-dir --force-reinstall llama-cpp-python==0.3.36
 @pytest.fixture
 def fresh_notices(monkeypatch: pytest.MonkeyPatch) -> None:
     """Each test sees the fallback notice as a new process would."""
-    monkeypatch.setattr(engine, "_announced", set())
+    monkeypatch.setattr(extra_bufts, "_announced", set())
 
 
 def _fallbacks(caplog: pytest.LogCaptureFixture) -> list[str]:

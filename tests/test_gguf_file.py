@@ -30,7 +30,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ondevice.errors import GGUFError
-from ondevice.gguf_file import ArrayInfo, GGUFSummary, TensorInfo, read_gguf
+from ondevice.gguf_file import read_gguf
+from ondevice.gguf_summary import ArrayInfo, GGUFSummary, TensorInfo
 
 MiB = 1 << 20
 TEMPLATE = "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}{% endfor %}"

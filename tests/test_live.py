@@ -3,7 +3,7 @@
 import pytest
 
 from ondevice.live import LiveStats
-from ondevice.runtime.protocol import GenerationStats, TokenEvent
+from ondevice.runtime.protocol import GenerationStats, StopReason, TokenEvent
 
 
 def tokens(times: list[float]) -> list[TokenEvent]:
@@ -19,7 +19,7 @@ def finished() -> GenerationStats:  # 3 tokens, the last two in 0.2 s: 10 tok/s
         generation_seconds=0.2,
         time_to_first_token=0.15,
         peak_rss_bytes=1,
-        stop_reason="length",
+        stop_reason=StopReason.LENGTH,
     )
 
 

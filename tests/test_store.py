@@ -17,7 +17,8 @@ from gguf_samples import write_tiny_gguf
 from ondevice import atomic
 from ondevice.atomic import atomic_path, check_free_space, partial_path, remove_stale_partials
 from ondevice.errors import GGUFError, StoreError, UnknownReferenceError
-from ondevice.gguf_file import GGUFSummary, read_gguf
+from ondevice.gguf_file import read_gguf
+from ondevice.gguf_summary import GGUFSummary
 from ondevice.kinds import Kind
 from ondevice.store import Manifest, Store, check_name, describe, sha256_file
 from ondevice.units import format_bytes

@@ -31,15 +31,9 @@ from ondevice.prompting import PromptMode
 from ondevice.refs import ResolvedModel, resolve
 from ondevice.runtime.protocol import BenchTiming, GenerationParams, LoadOptions
 from ondevice.tui.app import OndeviceApp
-from ondevice.tui.bench import (
-    BenchScreen,
-    Measurer,
-    Shown,
-    eval_metrics,
-    kld_points,
-    speed_points,
-    table_cells,
-)
+from ondevice.tui.bench import BenchScreen
+from ondevice.tui.bench_measurer import Measurer, eval_metrics
+from ondevice.tui.bench_rows import Shown, kld_points, speed_points, table_cells
 from ondevice.tui.dialogs import HELP, HelpScreen
 
 SIZE = (120, 36)

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from ondevice.atomic import atomic_path, check_free_space
 from ondevice.errors import OndeviceError
-from ondevice.gguf_file import GGUFSummary, read_gguf
+from ondevice.gguf_file import read_gguf
+from ondevice.gguf_summary import GGUFSummary
 from ondevice.kinds import Kind
 from ondevice.progress import Phase, Progress, ProgressFn
 from ondevice.store import Manifest, Store, check_name, describe, sha256_file

@@ -121,7 +121,7 @@ def _stats_cell(result: RunResult) -> str:
         f"generation {s.generation_tps:.1f} tok/s\n"
         f"prompt {s.prompt_tps:.1f} tok/s\n"
         f"first token {s.time_to_first_token:.2f} s\n"
-        f"tokens {s.prompt_tokens} in, {s.generated_tokens} out ({s.stop_reason})\n"
+        f"tokens {s.prompt_tokens} in, {s.generated_tokens} out ({s.stop_reason.value})\n"
         f"peak memory {format_bytes(s.peak_rss_bytes)}\n"
         f"load {result.facts.load_seconds:.2f} s"
     )

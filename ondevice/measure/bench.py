@@ -15,7 +15,7 @@ from threading import Event
 from ..progress import Progress, ProgressFn
 from ..refs import ResolvedModel
 from ..runtime.engine import Backend, open_model
-from ..runtime.protocol import BenchTiming, LoadOptions
+from ..runtime.protocol import BenchTest, BenchTiming, LoadOptions
 from . import MeasureError
 from .machine import backend_name, llama_cpp_version, machine_record
 from .results import BenchResult, BenchRun, Memory, ModelRecord, Rate
@@ -100,17 +100,18 @@ def bench_model(
     with open_model(model, options) as worker:
         facts = worker.facts
         for threads in settings.threads:
-            timings: dict[str, list[BenchTiming]] = {"pp": [], "tg": []}
-            for test, n in (("pp", settings.n_prompt), ("tg", settings.n_gen)):
+            timings: dict[BenchTest, list[BenchTiming]] = {BenchTest.PP: [], BenchTest.TG: []}
+            for test, n in ((BenchTest.PP, settings.n_prompt), (BenchTest.TG, settings.n_gen)):
                 if n <= 0:
                     continue
                 if settings.warmup:
-                    step(f"{threads or facts.n_threads} threads: warm-up {test}")
-                    worker.bench(test, n if test == "pp" else 1, threads, seed=12345)
+                    step(f"{threads or facts.n_threads} threads: warm-up {test.value}")
+                    worker.bench(test, n if test is BenchTest.PP else 1, threads, seed=12345)
                 for rep in range(settings.repetitions):
-                    step(f"{threads or facts.n_threads} threads: {test}{n} {rep + 1}/{settings.repetitions}")
+                    shown = f"{test.value}{n} {rep + 1}/{settings.repetitions}"
+                    step(f"{threads or facts.n_threads} threads: {shown}")
                     timings[test].append(worker.bench(test, n, threads, seed=rep))
-            pp, tg = timings["pp"], timings["tg"]
+            pp, tg = timings[BenchTest.PP], timings[BenchTest.TG]
             every = pp + tg
             results.append(
                 BenchResult(

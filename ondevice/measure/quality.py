@@ -18,7 +18,7 @@ from pathlib import Path
 from threading import Event
 
 from ..atomic import check_free_space
-from ..gguf_file import ArrayInfo
+from ..gguf_summary import ArrayInfo
 from ..progress import Progress, ProgressFn
 from ..refs import ResolvedModel
 from ..runtime.engine import Backend, open_model

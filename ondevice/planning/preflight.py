@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import GGUFError, OndeviceError
-from ..gguf_file import GGUFSummary
+from ..gguf_summary import GGUFSummary
 from ..runtime.protocol import LoadOptions
 from ..units import format_bytes
 from .hardware import Hardware

@@ -1,29 +1,28 @@
 """One loaded model in llama.cpp, driven through llama-cpp-python's C bindings.
 
 This module runs inside the worker process only. Sampling stays in llama.cpp's native sampler
-chain, so no logits are copied into Python on the generation path.
+chain, so no logits are copied into Python on the generation path. How options become llama.cpp's
+parameters is `llama_params`'s, its log `llama_log`'s, and the bench and score measurements
+`llama_measure`'s; the session is the one object the worker serves requests from.
 """
 
 from __future__ import annotations
 
 import codecs
-import collections
 import ctypes
-import functools
 import os
-import random
-import re
-import signal
-import sys
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 import llama_cpp
-import psutil
 
 from ..errors import PromptError, WorkerError
 from ..prompting import PromptMode, render
+from . import llama_measure
+from .faults import injected_fault
+from .llama_log import capture_log, last_log_error, logged_buffer_sizes
+from .llama_params import context_params, default_threads, limit_note, model_params
 from .memory import peak_rss_bytes
 from .protocol import (
     BenchRequest,
@@ -37,134 +36,37 @@ from .protocol import (
     ModelFacts,
     PromptReady,
     ScoreRequest,
+    StopReason,
     TokenEvent,
 )
 from .stops import StopScanner
 
-_LOG_LINES: collections.deque[str] = collections.deque(maxlen=200)
-_BUFFER_LINES: list[str] = []  # "CPU KV buffer size = 6.00 MiB" and the like, for the memory breakdown
-_BUFFER_SIZE = re.compile(r"(\w+)\s+(model|KV|compute|output) buffer size =\s+([\d.]+) MiB")
-
-
-@llama_cpp.llama_log_callback
-def _log_to_ring(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
-    # llama.cpp logs hundreds of lines per load; keep the tail for error messages instead of printing.
-    line = text.decode("utf-8", errors="replace")
-    _LOG_LINES.append(line)
-    if "buffer size" in line:
-        _BUFFER_LINES.append(line)
-    if level == 3:  # GGML_LOG_LEVEL_ERROR: also into the worker's log file, read after a crash
-        sys.stderr.write(line)
-
-
-def last_log_error() -> str:
-    """The last llama.cpp line that says why something failed, for messages about failed loads.
-
-    llama.cpp logs the reason ("error loading model: ... wrong shape ...") and then a generic
-    "failed to load model": the reason is the line that says more.
-    """
-    for line in reversed(_LOG_LINES):
-        if "error loading model:" in line:
-            return line.split("error loading model:", 1)[1].strip()
-    for line in reversed(_LOG_LINES):
-        if any(word in line.lower() for word in ("error", "failed", "invalid")):
-            return line.strip()
-    return _LOG_LINES[-1].strip() if _LOG_LINES else ""
-
-
-def buffer_sizes(lines: list[str]) -> dict[str, int]:
-    """Bytes llama.cpp allocated per kind of buffer (model, KV, compute, output), summed over devices.
-
-    llama.cpp has no API for these; its load log states them, one line per device and buffer.
-    """
-    sizes = {"model": 0, "KV": 0, "compute": 0, "output": 0}
-    for line in lines:
-        match = _BUFFER_SIZE.search(line)
-        if match:
-            sizes[match.group(2)] += int(float(match.group(3)) * 1024 * 1024)
-    return sizes
-
-
-FAULT_ENV = "ONDEVICE_TEST_FAULT"
-"""Test-only fault injection. "SIGILL:extra-bufts" makes a worker kill itself with a real SIGILL on its
-first batch of two or more tokens while extra buffer types are on (as llama.cpp's AMX kernels die on some
-CPUs; SIGSEGV works too); "SIGILL" does it with them off too (as a build for another CPU does)."""
-
-
-def injected_fault(extra_bufts: bool) -> signal.Signals | None:
-    name, _, condition = os.environ.get(FAULT_ENV, "").partition(":")
-    if name not in ("SIGILL", "SIGSEGV") or (condition == "extra-bufts" and not extra_bufts):
-        return None
-    return signal.Signals[name]
-
-
-def _limit_note(options: LoadOptions) -> str:
-    """Why an allocation may have failed: the worker's memory limit, when one was set."""
-    if options.memory_limit_bytes and "alloc" in last_log_error():
-        return (
-            f" (the worker may use {options.memory_limit_bytes / (1 << 30):.1f} GiB, three times the "
-            "memory pre-flight's estimate; --force loads without that limit)"
-        )
-    return ""
-
-
-def default_threads() -> int:
-    """One thread per physical core: llama.cpp's decode gains nothing from hyper-threads."""
-    return psutil.cpu_count(logical=False) or os.cpu_count() or 1
-
-
-_FLASH_ATTN = {
-    "auto": llama_cpp.LLAMA_FLASH_ATTN_TYPE_AUTO,
-    "on": llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED,
-    "off": llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED,
-}
-
-
-def _load_mode(options: LoadOptions) -> int:
-    if options.use_mlock:
-        return llama_cpp.LLAMA_LOAD_MODE_MMAP_MLOCK if options.use_mmap else llama_cpp.LLAMA_LOAD_MODE_MLOCK
-    return llama_cpp.LLAMA_LOAD_MODE_MMAP if options.use_mmap else llama_cpp.LLAMA_LOAD_MODE_NONE
-
-
-def _kv_type(name: str) -> int:
-    value = getattr(llama_cpp, f"GGML_TYPE_{name.upper()}", None)
-    if value is None:
-        raise WorkerError(f"unknown KV-cache type {name!r}")
-    return value
+if TYPE_CHECKING:
+    from .logprobs import ChunkScores
 
 
 class LlamaSession:
     """A model and one context; keeps the KV cache between requests to reuse a shared prefix."""
 
     def __init__(self, path: str, options: LoadOptions) -> None:
-        llama_cpp.llama_log_set(_log_to_ring, ctypes.c_void_p(0))
+        capture_log()
         llama_cpp.llama_backend_init()
-        _BUFFER_LINES.clear()
         started = time.perf_counter()
-        mparams = llama_cpp.llama_model_default_params()
-        mparams.n_gpu_layers = options.n_gpu_layers
-        mparams.load_mode = _load_mode(options)
         self.extra_bufts = options.extra_bufts is not ExtraBufts.OFF
-        mparams.use_extra_bufts = self.extra_bufts
         self._fault = injected_fault(self.extra_bufts)
-        self.model = llama_cpp.llama_model_load_from_file(path.encode(), mparams)
+        self.model = llama_cpp.llama_model_load_from_file(
+            path.encode(), model_params(options, self.extra_bufts)
+        )
         if not self.model:
-            raise WorkerError(f"llama.cpp could not load {path}: {last_log_error()}{_limit_note(options)}")
+            raise WorkerError(f"llama.cpp could not load {path}: {last_log_error()}{limit_note(options)}")
         threads = options.n_threads or default_threads()
-        cparams = llama_cpp.llama_context_default_params()
-        cparams.n_ctx = options.n_ctx
-        cparams.n_batch = min(options.n_batch, options.n_ctx)
-        cparams.n_ubatch = min(options.n_ubatch or options.n_batch, cparams.n_batch)
-        cparams.flash_attn_type = _FLASH_ATTN[options.flash_attn]
-        cparams.type_k = cparams.type_v = _kv_type(options.kv_cache_type)
-        cparams.n_threads = threads
-        cparams.n_threads_batch = threads
+        cparams = context_params(options, threads)
         self.ctx = llama_cpp.llama_init_from_model(self.model, cparams)
         if not self.ctx:
             llama_cpp.llama_model_free(self.model)
             raise WorkerError(
                 f"llama.cpp could not create a context of {options.n_ctx}: {last_log_error()}"
-                + _limit_note(options)
+                + limit_note(options)
             )
         self.vocab = llama_cpp.llama_model_get_vocab(self.model)
         self.memory = llama_cpp.llama_get_memory(self.ctx)
@@ -174,7 +76,7 @@ class LlamaSession:
         self._piece_buf = ctypes.create_string_buffer(256)
         self._pieces: dict[int, bytes] = {}
         template = llama_cpp.llama_model_chat_template(self.model, None)
-        buffers = buffer_sizes(_BUFFER_LINES)
+        buffers = logged_buffer_sizes()
         self.facts = ModelFacts(
             n_ctx=self.n_ctx,
             n_ctx_train=llama_cpp.llama_model_n_ctx_train(self.model),
@@ -272,11 +174,12 @@ class LlamaSession:
         for start in range(keep, len(tokens), self.n_batch):
             chunk = tokens[start : start + self.n_batch]
             array = (llama_cpp.llama_token * len(chunk))(*chunk)
-            self._decode(llama_cpp.llama_batch_get_one(array, len(chunk)))
+            self.decode(llama_cpp.llama_batch_get_one(array, len(chunk)))
             self.cached.extend(chunk)
         return keep
 
-    def _decode(self, batch: llama_cpp.llama_batch) -> None:
+    def decode(self, batch: llama_cpp.llama_batch) -> None:
+        """Run one batch through the model (the prompt, a bench test, a chunk to score)."""
         if self._fault and batch.n_tokens >= 2:  # where llama.cpp's AMX kernels die
             os.kill(os.getpid(), self._fault)
         status = llama_cpp.llama_decode(self.ctx, batch)
@@ -316,7 +219,7 @@ class LlamaSession:
         decoder = codecs.getincrementaldecoder("utf-8")("replace")
         generated: list[int] = []
         first_at = last_at = prompt_done
-        stop_reason = "length"
+        stop_reason = StopReason.LENGTH
         one = (llama_cpp.llama_token * 1)()
         batch = llama_cpp.llama_batch_get_one(one, 1)  # reused: it points at `one`
         sample, decode, is_eog = (
@@ -331,7 +234,7 @@ class LlamaSession:
                 token = sample(sampler, ctx, -1)
                 now = time.perf_counter()
                 if is_eog(vocab, token) and not params.ignore_eos:
-                    stop_reason = "eos"
+                    stop_reason = StopReason.EOS
                     break
                 if not generated:
                     first_at = now
@@ -340,10 +243,10 @@ class LlamaSession:
                 emit, hit = stops.feed(decoder.decode(piece(token)))
                 yield TokenEvent(emit, token, now - started)
                 if hit:
-                    stop_reason = "stop"
+                    stop_reason = StopReason.STOP
                     break
                 if cancelled():
-                    stop_reason = "cancelled"
+                    stop_reason = StopReason.CANCELLED
                     break
                 if len(generated) >= limit:
                     break
@@ -369,125 +272,12 @@ class LlamaSession:
         )
         yield Finished(text=stops.text, token_ids=tuple(generated), prompt=ready, stats=stats)
 
-    # -- measuring ----------------------------------------------------------------------------
+    # -- measuring (llama_measure) ------------------------------------------------------------
 
     def bench(self, request: BenchRequest) -> BenchTiming:
         """One llama-bench test (pp or tg) on an empty KV cache, timed around the decode calls only."""
-        if request.test not in ("pp", "tg"):
-            raise WorkerError(f"unknown bench test {request.test!r}")
-        needed = request.n_tokens + (1 if request.test == "tg" else 0)
-        if request.n_tokens < 1 or needed > self.n_ctx:
-            raise PromptError(
-                f"{request.test}{request.n_tokens} needs a context of {needed} tokens but it holds "
-                f"{self.n_ctx}; raise --ctx"
-            )
-        threads = request.n_threads or self.facts.n_threads
-        rng = random.Random(request.seed)
-        n_vocab, bos = self.facts.n_vocab, llama_cpp.llama_vocab_bos(self.vocab)
-        # As llama-bench: random ids, BOS first when the model wants one.
-        tokens = [rng.randrange(n_vocab) for _ in range(request.n_tokens)]
-        if self.facts.add_bos and bos >= 0:
-            tokens[0] = bos
-        llama_cpp.llama_set_n_threads(self.ctx, threads, threads)
-        self.reset()
-        first_token = 0.0
-        try:
-            if request.test == "pp":
-                seconds, first_token = self._bench_prompt(tokens)
-            else:
-                seconds = self._bench_generation(tokens)
-        finally:
-            self.reset()
-            llama_cpp.llama_set_n_threads(self.ctx, self.facts.n_threads, self.facts.n_threads)
-        return BenchTiming(request.test, request.n_tokens, threads, seconds, first_token, peak_rss_bytes())
+        return llama_measure.bench(self, request)
 
-    def _bench_prompt(self, tokens: list[int]) -> tuple[float, float]:
-        arrays = [
-            (llama_cpp.llama_token * len(chunk))(*chunk)
-            for chunk in (tokens[i : i + self.n_batch] for i in range(0, len(tokens), self.n_batch))
-        ]
-        greedy = llama_cpp.llama_sampler_init_greedy()
-        try:
-            started = time.perf_counter()
-            for array in arrays:
-                self._decode(llama_cpp.llama_batch_get_one(array, len(array)))
-            llama_cpp.llama_synchronize(self.ctx)
-            seconds = time.perf_counter() - started
-            llama_cpp.llama_sampler_sample(greedy, self.ctx, -1)
-            first_token = time.perf_counter() - started
-        finally:
-            llama_cpp.llama_sampler_free(greedy)
-        return seconds, first_token
-
-    def _bench_generation(self, tokens: list[int]) -> float:
-        one = (llama_cpp.llama_token * 1)()
-        batch = llama_cpp.llama_batch_get_one(one, 1)
-        ctx, decode, synchronize = self.ctx, llama_cpp.llama_decode, llama_cpp.llama_synchronize
-        started = time.perf_counter()
-        for token in tokens:
-            one[0] = token
-            status = decode(ctx, batch)
-            if status != 0:
-                raise WorkerError(f"llama_decode failed with status {status}: {last_log_error()}")
-            synchronize(ctx)
-        return time.perf_counter() - started
-
-    def score(self, request: ScoreRequest):  # -> ChunkScores (numpy is imported only when scoring)
+    def score(self, request: ScoreRequest) -> ChunkScores:
         """Evaluate one chunk and score its positions first .. len-2 (see ScoreRequest)."""
-        import numpy as np
-
-        from .logprobs import ReferenceFiles, concat, quantize, score_rows
-
-        tokens, first = list(request.tokens), request.first
-        n, n_vocab = len(tokens), self.facts.n_vocab
-        if n > self.n_ctx or not 0 <= first < n - 1:
-            raise PromptError(f"a chunk of {n} tokens from {first} does not fit a context of {self.n_ctx}")
-        files = ReferenceFiles(request.save_path or request.compare_path or "", n_vocab)
-        ref_nll = np.asarray(request.reference_nll, dtype=np.float64)
-        ref_top = np.asarray(request.reference_top, dtype=np.int32)
-        self.reset()
-
-        def score_block(span: tuple[int, int], logits: np.ndarray, p0: int):
-            b, e = span
-            rows, r0 = logits[b - p0 : e - p0], b - first
-            targets = np.asarray(tokens[b + 1 : e + 1])
-            if request.save_path:
-                files.write(request.row + r0, *quantize(rows))
-            if not request.compare_path:
-                return score_rows(rows, targets)
-            reference = files.read(request.row + r0, e - b)
-            return score_rows(rows, targets, reference, ref_nll[r0 : r0 + e - b], ref_top[r0 : r0 + e - b])
-
-        parts = []
-        batch = llama_cpp.llama_batch_init(self.n_batch, 0, 1)
-        # numpy lets go of the GIL in its loops: blocks of rows are scored on the decode threads' cores
-        # between decodes, as llama-perplexity spreads its KL divergence over threads.
-        pool = ThreadPoolExecutor(max_workers=self.facts.n_threads)
-        try:
-            for start in range(0, n, self.n_batch):
-                size = min(self.n_batch, n - start)
-                for k in range(size):
-                    pos = start + k
-                    batch.token[k], batch.pos[k], batch.n_seq_id[k] = tokens[pos], pos, 1
-                    batch.seq_id[k][0] = 0
-                    batch.logits[k] = pos >= first
-                batch.n_tokens = size
-                self._decode(batch)
-                p0 = max(first, start)  # the position of the first output row of this batch
-                n_out = start + size - p0
-                if n_out <= 0:
-                    continue
-                logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits(self.ctx), shape=(n_out, n_vocab))
-                # Blocks of rows keep the temporaries small even for a 262144-token vocabulary; all are
-                # scored before the next decode overwrites the logits.
-                end = min(start + size, n - 1)
-                spans = [(b, min(b + _SCORE_BLOCK, end)) for b in range(p0, end, _SCORE_BLOCK)]
-                parts.extend(pool.map(functools.partial(score_block, logits=logits, p0=p0), spans))
-        finally:
-            pool.shutdown()
-            llama_cpp.llama_batch_free(batch)
-            self.reset()
-        return concat(parts)
-
-
-_SCORE_BLOCK = 16
+        return llama_measure.score(self, request)

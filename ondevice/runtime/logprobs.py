@@ -87,13 +87,18 @@ def score_rows(
 def concat(parts: list[ChunkScores]) -> ChunkScores:
     """Join the scores of consecutive blocks of rows."""
 
-    def join(name: str) -> np.ndarray | None:
-        values = [getattr(p, name) for p in parts]
-        return None if any(v is None for v in values) else np.concatenate(values)
+    def join(values: list[np.ndarray | None]) -> np.ndarray | None:
+        """The reference's scores: joined when every block has them."""
+        arrays = [v for v in values if v is not None]
+        return np.concatenate(arrays) if len(arrays) == len(values) else None
 
     return ChunkScores(
-        nll=join("nll"), top=join("top"), kld=join("kld"), p_diff=join("p_diff"), same_top=join("same_top")
-    )  # type: ignore[arg-type]
+        nll=np.concatenate([p.nll for p in parts]),
+        top=np.concatenate([p.top for p in parts]),
+        kld=join([p.kld for p in parts]),
+        p_diff=join([p.p_diff for p in parts]),
+        same_top=join([p.same_top for p in parts]),
+    )
 
 
 class ReferenceFiles:

@@ -121,6 +121,13 @@ class TokenBatch:
     events: tuple[TokenEvent, ...]
 
 
+class StopReason(str, Enum):
+    EOS = "eos"  # the model ended its text
+    LENGTH = "length"  # max_tokens reached
+    STOP = "stop"  # a stop string appeared
+    CANCELLED = "cancelled"
+
+
 @dataclass(frozen=True)
 class GenerationStats:
     prompt_tokens: int  # tokens in the rendered prompt
@@ -130,7 +137,7 @@ class GenerationStats:
     generation_seconds: float  # from the first generated token to the last
     time_to_first_token: float
     peak_rss_bytes: int
-    stop_reason: str  # "eos", "length", "stop", "cancelled"
+    stop_reason: StopReason
 
     @property
     def prompt_tps(self) -> float:
@@ -152,7 +159,7 @@ class GenerationStats:
             "prompt_tps": round(self.prompt_tps, 3),
             "generation_tps": round(self.generation_tps, 3),
             "peak_rss_bytes": self.peak_rss_bytes,
-            "stop_reason": self.stop_reason,
+            "stop_reason": self.stop_reason.value,
         }
 
 
@@ -168,12 +175,17 @@ class Finished:
     stats: GenerationStats
 
 
+class FailureKind(str, Enum):
+    ERROR = "error"
+    PROMPT = "prompt"  # the user's prompt is at fault (too long, empty), not the model or the worker
+
+
 @dataclass(frozen=True)
 class Failed:
     """A request failed inside the worker, which is still alive."""
 
     message: str
-    kind: str = "error"  # "prompt" for a user's prompt mistake
+    kind: FailureKind = FailureKind.ERROR
 
 
 @dataclass(frozen=True)
@@ -200,12 +212,16 @@ class Reply:
     value: object = None
 
 
+class BenchTest(str, Enum):
+    PP = "pp"  # prompt processing: `n_tokens` random ids decoded in prompt batches
+    TG = "tg"  # text generation: `n_tokens` single-token decodes
+
+
 @dataclass(frozen=True)
 class BenchRequest(Ask["BenchTiming"]):
-    """One llama-bench test on an empty KV cache: "pp" decodes `n_tokens` random ids in prompt
-    batches; "tg" decodes them one at a time. Timed inside the worker, so the pipe costs nothing."""
+    """One llama-bench test on an empty KV cache. Timed inside the worker, so the pipe costs nothing."""
 
-    test: str  # "pp" or "tg"
+    test: BenchTest
     n_tokens: int
     n_threads: int | None = None  # None: keep the threads the model was loaded with
     seed: int = 0
@@ -213,7 +229,7 @@ class BenchRequest(Ask["BenchTiming"]):
 
 @dataclass(frozen=True)
 class BenchTiming:
-    test: str
+    test: BenchTest
     n_tokens: int
     n_threads: int
     seconds: float  # the decode calls only, synchronized

@@ -22,6 +22,7 @@ from .protocol import (
     BenchRequest,
     DetokenizeRequest,
     Failed,
+    FailureKind,
     GenerateRequest,
     LoadOptions,
     Reply,
@@ -125,6 +126,6 @@ def _serve(conn: Connection, session: LlamaSession, cancel: Event) -> None:
             else:
                 conn.send(Failed(f"unknown request {type(message).__name__}"))
         except PromptError as exc:
-            conn.send(Failed(str(exc), kind="prompt"))
+            conn.send(Failed(str(exc), kind=FailureKind.PROMPT))
         except OndeviceError as exc:
             conn.send(Failed(str(exc)))

@@ -14,7 +14,8 @@ from textual.binding import Binding
 from ..live import ModelSpec
 from ..runtime.engine import Backend
 from ..runtime.protocol import GenerationParams, LoadOptions
-from .bench import BenchScreen, Measurer
+from .bench import BenchScreen
+from .bench_measurer import Measurer
 from .chat import ChatScreen
 from .compare import CompareScreen
 from .dialogs import HelpScreen
@@ -109,14 +110,17 @@ class OndeviceApp(App):
         self.push_screen(PickerScreen(self._choices(), current), self._apply_picks)
 
     def _apply_picks(self, refs: list[str] | None) -> None:
-        if refs is None or refs == [spec.ref for spec in self.specs]:
+        open_spec = self._open_spec
+        if refs is None or open_spec is None or refs == [spec.ref for spec in self.specs]:
             return
-        self.run_worker(lambda: self._resolve_picks(refs), thread=True, group="picker", exit_on_error=False)
+        self.run_worker(
+            lambda: self._resolve_picks(refs, open_spec), thread=True, group="picker", exit_on_error=False
+        )
 
-    def _resolve_picks(self, refs: list[str]) -> None:
+    def _resolve_picks(self, refs: list[str], open_spec: Callable[[str], ModelSpec]) -> None:
         kept = {spec.ref: spec for spec in self.specs}
         try:
-            specs = [kept.get(ref) or self._open_spec(ref) for ref in refs]  # type: ignore[misc]
+            specs = [kept.get(ref) or open_spec(ref) for ref in refs]
         except Exception as exc:  # resolving is the user's input: show it, keep the app
             self.call_from_thread(self.notify, f"could not add: {exc}", severity="error")
             return

@@ -203,7 +203,9 @@ class ChatScreen(Screen):
             self.histories[reply.column.spec.label].pop()
         elif reply.finished is not None:
             stats = reply.finished.stats
-            footer = f"{stats.generation_tps:.1f} tok/s · {stats.generated_tokens} tok · {stats.stop_reason}"
+            footer = (
+                f"{stats.generation_tps:.1f} tok/s · {stats.generated_tokens} tok · {stats.stop_reason.value}"
+            )
             reply.widget.add(reply.text, footer=footer)
             answer = reply.finished.text
             self.histories[reply.column.spec.label].append(ChatMessage("assistant", answer))
