@@ -25,7 +25,7 @@ absolute difference of the (dequantized) tensor data, and which metadata keys di
         [--llama-cpp-src DIR]
 
 Without CHECKPOINT_DIR, the test suite's cached checkpoints rebuilt from the bundled SmolLM2 and
-Gemma 3 GGUFs are used (see tests/checkpoints.py). Without --llama-cpp-src, the sdist is downloaded
+Gemma 3 GGUFs are used (see tests/support/checkpoints.py). Without --llama-cpp-src, the sdist is downloaded
 once with pip into ~/.cache/ondevice-bench/ and convert_hf_to_gguf.py, conversion/ and gguf-py/ are
 extracted next to it. llama.cpp's converter needs torch and sentencepiece in this interpreter.
 """
@@ -92,7 +92,7 @@ class Run:
 
 
 def test_cache_root() -> Path:
-    """Where tests/checkpoints.py keeps rebuilt checkpoints (same rule as its cache_root())."""
+    """Where tests/support/checkpoints.py keeps rebuilt checkpoints (same rule as its cache_root())."""
     default = Path.home() / ".cache" / "ondevice-tests"
     return Path(os.environ.get("ONDEVICE_TEST_CACHE", default)) / "checkpoints"
 
@@ -105,8 +105,8 @@ def default_checkpoints() -> list[Path]:
         if not dirs:
             raise BenchError(
                 f"no cached checkpoint {label}-* under {root}: run the converter tests first "
-                "(pytest tests/test_convert.py) or build it with "
-                "`python tests/checkpoints.py FILE.gguf SHA256 LABEL`"
+                "(pytest tests/converters/test_hf_to_gguf.py) or build it with "
+                "`python tests/support/checkpoints.py FILE.gguf SHA256 LABEL`"
             )
         found.append(dirs[-1])
     return found

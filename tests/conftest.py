@@ -11,9 +11,7 @@ from ondevice.refs import ResolvedModel, resolve
 from ondevice.runtime.engine import WorkerModel
 from ondevice.runtime.protocol import LoadOptions
 from ondevice.store import Store
-
-SMOL = "bundled:smollm2-135m-instruct"
-GEMMA = "bundled:gemma-3-270m"
+from tests.support.models import GEMMA, SMOL
 
 
 @pytest.fixture(autouse=True)

@@ -7,7 +7,6 @@ import importlib.metadata
 from pathlib import Path
 
 import pytest
-from gguf_samples import write_tiny_gguf
 
 from ondevice import bundled
 from ondevice.bundled import BundledModel, BundledPart
@@ -16,6 +15,7 @@ from ondevice.kinds import Kind
 from ondevice.progress import Progress, Unit
 from ondevice.refs import resolve
 from ondevice.store import Store, describe
+from tests.support.gguf_samples import write_tiny_gguf
 
 TEMPLATE = "{% for m in messages %}{{ m.content }}{% endfor %}"
 

@@ -12,7 +12,13 @@ from pathlib import Path
 import gguf
 import numpy as np
 import pytest
-from gguf_samples import (
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ondevice.errors import GGUFError
+from ondevice.gguf_file import read_gguf
+from ondevice.gguf_summary import ArrayInfo, GGUFSummary, TensorInfo
+from tests.support.gguf_samples import (
     QT,
     TINY_CONTEXT,
     TINY_TOKENS,
@@ -26,12 +32,6 @@ from gguf_samples import (
     tiny_tensors,
     write_tiny_gguf,
 )
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
-from ondevice.errors import GGUFError
-from ondevice.gguf_file import read_gguf
-from ondevice.gguf_summary import ArrayInfo, GGUFSummary, TensorInfo
 
 MiB = 1 << 20
 TEMPLATE = "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}{% endfor %}"

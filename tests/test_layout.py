@@ -134,3 +134,32 @@ def test_converters_are_imported_by_their_installed_name():
 
 def test_no_module_imports_one_that_imports_it_back():
     assert cycles(import_graph()) == []
+
+
+def test_tests_import_helpers_from_support_never_from_other_tests():
+    """Helpers live in tests/support (or conftest's fixtures); a test module importing another one (or
+    conftest) would run that module's tests' imports and hide where a helper belongs."""
+    offenders = []
+    for path in (ROOT / "tests").rglob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            names = (
+                [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else []
+            )
+            for name in names:
+                last = name.rpartition(".")[2]
+                if last == "conftest" or last.startswith("test_"):
+                    offenders.append(f"{path.relative_to(ROOT)} imports {name}")
+    assert offenders == []
+
+
+def test_tests_mirror_the_packages():
+    """tests/ mirrors the code: a folder per package (tests/runtime/ for ondevice/runtime/, …,
+    tests/converters/ for the converters), each package has one, and helpers sit in tests/support/."""
+    code = {p.name for p in (ROOT / "ondevice").iterdir() if (p / "__init__.py").is_file()}
+    folders = {p.name for p in (ROOT / "tests").iterdir() if (p / "__init__.py").is_file()}
+    assert folders - {"support"} == code | {"converters"}

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_tui_bench import saved_bench, saved_eval
 
 from ondevice.errors import StoreError
 from ondevice.measure.results import SCHEMA_VERSION, BenchRun, EvalRun
 from ondevice.measure.runs import list_runs, load_run, save_run
 from ondevice.records import RecordError, from_dict
+from tests.support.runs import saved_bench, saved_eval
 
 
 @pytest.mark.parametrize("make", [saved_bench, saved_eval], ids=["bench", "eval"])

@@ -6,13 +6,11 @@ import dataclasses
 import json
 import os
 import shutil
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from gguf_samples import write_tiny_gguf
 
 from ondevice import atomic
 from ondevice.atomic import atomic_path, check_free_space, partial_path, remove_stale_partials
@@ -22,6 +20,8 @@ from ondevice.gguf_summary import GGUFSummary
 from ondevice.kinds import Kind
 from ondevice.store import Manifest, Store, check_name, describe, sha256_file
 from ondevice.units import format_bytes
+from tests.support.gguf_samples import write_tiny_gguf
+from tests.support.processes import dead_pid
 
 TEMPLATE = "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}{% endfor %}"
 
@@ -47,12 +47,6 @@ def add(store: Store, name: str = "tiny", quant: str = "Q8_0", **kwargs):
 def files_in(directory: Path) -> set[str]:
     """The files in a model's directory; none when a failed first write removed the directory too."""
     return {p.name for p in directory.iterdir()} if directory.exists() else set()
-
-
-def dead_pid() -> int:
-    process = subprocess.Popen(["true"])
-    process.wait()
-    return process.pid
 
 
 @pytest.fixture

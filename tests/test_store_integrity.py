@@ -11,14 +11,14 @@ import time
 from pathlib import Path
 
 import pytest
-from cli_helpers import invoke, one_error_line
-from gguf_samples import header_layout, put_u32, write_tiny_gguf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ondevice import store as store_module
 from ondevice.errors import StoreError
 from ondevice.store import Manifest, Store, describe, sha256_file
+from tests.support.cli import invoke, one_error_line
+from tests.support.gguf_samples import header_layout, put_u32, write_tiny_gguf
 
 
 def add_tiny(store: Store, name: str = "tiny", quant: str = "Q8_0", label: str = "tiny test model"):

@@ -13,7 +13,7 @@ The estimate follows what llama.cpp allocates and what the worker process then k
 - runtime: the worker's Python, llama.cpp and the tokenizer's tables (they grow with the vocabulary).
 
 The runtime constants were fitted to RSS measured with mmap off on the bundled models (see
-tests/test_preflight.py, which checks the estimate stays within 15% of the measurement).
+tests/planning/test_preflight.py, which checks the estimate stays within 15% of the measurement).
 """
 
 from __future__ import annotations

@@ -12,17 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from checkpoints import rebuild
 from click.testing import CliRunner
-from convert_helpers import (
-    TOKENIZER_TEXTS,
-    VARIED_TEXT,
-    build_tiny_qwen2,
-    llama_ids,
-    llama_logits,
-    transformers_ids,
-    transformers_logits,
-)
 
 from ondevice.cli import cli
 from ondevice.converters.hf_to_gguf import convert_directory
@@ -31,6 +21,16 @@ from ondevice.kinds import Kind
 from ondevice.prompting import Message
 from ondevice.runtime.engine import WorkerModel, chat_turn, single_turn
 from ondevice.runtime.protocol import GenerationParams, LoadOptions
+from tests.support.checkpoints import rebuild
+from tests.support.convert import (
+    TOKENIZER_TEXTS,
+    VARIED_TEXT,
+    build_tiny_qwen2,
+    llama_ids,
+    llama_logits,
+    transformers_ids,
+    transformers_logits,
+)
 
 pytest.importorskip("transformers")
 pytestmark = pytest.mark.models

@@ -12,7 +12,6 @@ import subprocess
 import sys
 
 import pytest
-from cli_helpers import invoke, one_error_line
 
 from ondevice.errors import WorkerError
 from ondevice.kinds import Kind
@@ -20,6 +19,7 @@ from ondevice.runtime import build, extra_bufts
 from ondevice.runtime.engine import WorkerModel, single_turn
 from ondevice.runtime.faults import FAULT_ENV
 from ondevice.runtime.protocol import ExtraBufts, GenerationParams, LoadOptions
+from tests.support.cli import invoke, one_error_line
 
 GREEDY = GenerationParams(max_tokens=8, temperature=0)
 REBUILD = "pip install --no-cache-dir --force-reinstall llama-cpp-python==0.3.36"

@@ -10,7 +10,8 @@ import time
 import uuid
 
 import pytest
-from conftest import SMOL
+
+from tests.support.models import SMOL
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
 

@@ -11,9 +11,6 @@ import time
 from pathlib import Path
 
 import pytest
-from cli_helpers import invoke, one_error_line
-from conftest import SMOL
-from gguf_samples import write_tiny_gguf
 
 from ondevice.converters.dequantize import convert_gguf
 from ondevice.converters.quantize import QuantizeError, is_quantized, parse_levels, quantize, quantize_file
@@ -24,6 +21,9 @@ from ondevice.prompting import Message
 from ondevice.runtime.engine import WorkerModel, chat_turn
 from ondevice.runtime.protocol import GenerationParams, LoadOptions
 from ondevice.store import Store, sha256_file
+from tests.support.cli import invoke, one_error_line
+from tests.support.gguf_samples import write_tiny_gguf
+from tests.support.models import SMOL
 
 pytestmark = pytest.mark.models
 

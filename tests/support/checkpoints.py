@@ -58,5 +58,5 @@ def _build(gguf_path: Path, out: Path) -> None:
     tokenizer.save_pretrained(out)
 
 
-if __name__ == "__main__":  # python tests/checkpoints.py FILE.gguf SHA256 LABEL
+if __name__ == "__main__":  # python tests/support/checkpoints.py FILE.gguf SHA256 LABEL
     print(rebuild(Path(sys.argv[1]), sys.argv[2], sys.argv[3]))

@@ -6,7 +6,6 @@ import json
 import threading
 
 import pytest
-from fake_backend import FakeBackend, fake_spec
 from textual.app import App
 from textual.widgets import Input, Label, SelectionList, Static
 
@@ -18,6 +17,7 @@ from ondevice.tui.app import OndeviceApp
 from ondevice.tui.chat import Bubble, ChatScreen
 from ondevice.tui.dialogs import HelpScreen, PromptsScreen
 from ondevice.tui.picker import Choice, PickerScreen
+from tests.support.fake_backend import FakeBackend, fake_spec
 
 ANSWER = "The sky is blue because air scatters blue light more than red light."
 SIZE = (120, 36)

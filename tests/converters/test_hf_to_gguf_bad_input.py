@@ -12,11 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cli_helpers import invoke, one_error_line
 
 from ondevice.converters.hf_to_gguf import FAMILIES, ConvertError, convert, convert_directory
 from ondevice.converters.safetensors_reader import SafetensorsError, SafetensorsFile, safe_child
 from ondevice.store import Store
+from tests.support.cli import invoke, one_error_line
 
 CONFIG = {
     "model_type": "llama",

@@ -5,12 +5,12 @@ from __future__ import annotations
 import io
 
 import pytest
-from gguf_samples import write_tiny_gguf
 from rich.console import Console
 from rich.text import Text
 
 from ondevice.cli.progress import ProgressDisplay, progress_display, resolve_with_progress
 from ondevice.progress import Phase, Progress, Unit
+from tests.support.gguf_samples import write_tiny_gguf
 
 SHOW_CURSOR = "\x1b[?25h"  # rich hides the cursor while a bar is live
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 from click.testing import CliRunner
-from conftest import GEMMA, SMOL
 
 from ondevice.cli import cli
 from ondevice.planning import hardware as hardware_module
@@ -20,6 +19,7 @@ from ondevice.planning.preflight import (
 from ondevice.runtime.engine import WorkerModel, single_turn
 from ondevice.runtime.protocol import GenerationParams, LoadOptions
 from ondevice.units import parse_size
+from tests.support.models import GEMMA, SMOL
 
 MiB, GiB = 1 << 20, 1 << 30
 

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import psutil
 import pytest
-from cli_helpers import invoke, one_error_line
-from conftest import GEMMA, SMOL
-from gguf_samples import write_tiny_gguf
 
 from ondevice.errors import GGUFError
+from tests.support.cli import invoke, one_error_line
+from tests.support.gguf_samples import write_tiny_gguf
+from tests.support.models import GEMMA, SMOL
 
 # -- models ----------------------------------------------------------------------------------
 

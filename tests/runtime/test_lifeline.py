@@ -15,14 +15,14 @@ from pathlib import Path
 
 import psutil
 import pytest
-from cli_helpers import invoke, one_error_line
-from conftest import SMOL
-from gguf_samples import header_layout, put_u32, write_tiny_gguf
 
 from ondevice import prompting
 from ondevice.errors import PromptError
 from ondevice.prompting import Message, render_chat_template
 from ondevice.runtime import lifeline
+from tests.support.cli import invoke, one_error_line
+from tests.support.gguf_samples import header_layout, put_u32, write_tiny_gguf
+from tests.support.models import SMOL
 
 
 def ondevice(*args: str, home: Path, **kwargs) -> subprocess.Popen:
@@ -218,9 +218,8 @@ def test_escape_codes_in_a_file_name_are_shown_not_sent(tmp_path):
 
 
 def test_leftovers_of_a_killed_writer_are_swept_and_removable(isolated_home):
-    from test_store import dead_pid
-
     from ondevice.store import Store
+    from tests.support.processes import dead_pid
 
     directory = isolated_home / "models" / "killed"
     directory.mkdir(parents=True)

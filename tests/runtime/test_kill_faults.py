@@ -13,9 +13,9 @@ from pathlib import Path
 
 import psutil
 import pytest
-from cli_helpers import invoke
 
 from ondevice.store import Store
+from tests.support.cli import invoke
 
 ROUNDS = 10
 COMMANDS = {

@@ -10,9 +10,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cli_helpers import invoke, one_error_line
-from hub_repo import checkpoint_files
-from hub_server import FakeHub
 
 from ondevice.converters.hub import HubError, check_file_name, parse_hub_ref, plan_files
 from ondevice.converters.pipeline import PullError, find_pair, pull_pair
@@ -20,6 +17,9 @@ from ondevice.gguf_file import read_gguf
 from ondevice.kinds import Kind
 from ondevice.progress import Phase, Unit
 from ondevice.store import Manifest, Store, sha256_file
+from tests.support.cli import invoke, one_error_line
+from tests.support.hub_repo import checkpoint_files
+from tests.support.hub_server import FakeHub
 
 BASE = checkpoint_files("org/tiny-base", instruct=False, shards=2, seed=0)
 INSTRUCT = checkpoint_files("org/tiny-instruct", instruct=True, shards=1, seed=1)
