@@ -3,7 +3,8 @@
 `download(ref)` fetches what a conversion needs from `hf:ORG/REPO[@REV]` and returns the snapshot
 directory with the commit the revision resolved to (recorded in the store's manifest). Before any weight
 is fetched, the repo's file list and its config are checked: pickled-only weights, remote code, file
-names that would escape the snapshot directory and a missing config.json are refused with one line.
+names that would escape the snapshot directory and a missing config.json are refused with one line
+(the rules live in hub_rules).
 
 Downloads go through `snapshot_download`/`hf_hub_download`, so they land in the Hugging Face cache and
 honour its settings. HF_ENDPOINT, HF_HOME, HF_HUB_CACHE and HF_HUB_OFFLINE are read when a download
@@ -16,93 +17,33 @@ from __future__ import annotations
 import contextlib
 import glob
 import importlib
-import json
 import os
-import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ondevice.atomic import check_free_space
-from ondevice.errors import OndeviceError
 
-__all__ = [
-    "CONFIG_FILES",
-    "PICKLED_SUFFIXES",
-    "HubError",
-    "HubRef",
-    "HubSettings",
-    "HubUnreachableError",
-    "Snapshot",
-    "check_config",
-    "check_file_name",
-    "download",
-    "parse_hub_ref",
-    "plan_files",
-]
-
-PREFIX = "hf:"
-INDEX_NAME = "model.safetensors.index.json"
-CONFIG_NAME = "config.json"
-# Everything but the weights a conversion reads: config, tokenizer, chat template.
-CONFIG_FILES = (
+from .hub_rules import (
+    COMMIT_SHA,
     CONFIG_NAME,
-    "generation_config.json",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "tokenizer.model",
-    "special_tokens_map.json",
-    "chat_template.jinja",
-    "chat_template.json",
+    INDEX_NAME,
+    PREFIX,
+    HubError,
+    HubRef,
+    HubUnreachableError,
+    check_config,
+    is_top_level,
+    parse_hub_ref,
+    plan_files,
+    read_json,
+    shards_from_index,
 )
-PICKLED_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
-_REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
-_REVISION = re.compile(r"^[A-Za-z0-9._][A-Za-z0-9._/-]{0,199}$")
-_COMMIT = re.compile(r"^[0-9a-f]{40}$")
+
+__all__ = ["HubSettings", "Snapshot", "download"]
 
 Notify = Callable[[str], None]
-
-
-class HubError(OndeviceError):
-    """A Hub repo cannot be fetched or is refused (unsafe files, remote code, not found, offline)."""
-
-
-class HubUnreachableError(HubError):
-    """The Hub did not answer (no network, refused connection, timeout, dropped transfer)."""
-
-
-# -- references --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class HubRef:
-    """A Hub model repo at a revision (branch, tag or commit)."""
-
-    repo_id: str
-    revision: str = "main"
-
-    @property
-    def name(self) -> str:
-        """The repo's name without its organisation."""
-        return self.repo_id.split("/", 1)[1]
-
-    def __str__(self) -> str:
-        return f"{PREFIX}{self.repo_id}@{self.revision}"
-
-
-def parse_hub_ref(text: str, default_revision: str = "main") -> HubRef:
-    """`hf:ORG/REPO[@REV]` (the `hf:` prefix is optional) as a HubRef; anything else is one clear line."""
-    body = text.strip().removeprefix(PREFIX)
-    repo_id, at, revision = body.partition("@")
-    if at and not revision:
-        raise HubError(f"{text!r}: nothing after '@'; write hf:ORG/REPO@REVISION (a branch, tag or commit)")
-    revision = revision or default_revision
-    if not _REPO_ID.match(repo_id) or ".." in repo_id or "--" in repo_id:
-        raise HubError(f"{text!r} is not a Hub model reference; write hf:ORG/REPO or hf:ORG/REPO@REVISION")
-    if not _REVISION.match(revision) or ".." in revision or revision.endswith("/"):
-        raise HubError(f"{text!r}: {revision!r} is not a valid revision (a branch, tag or commit sha)")
-    return HubRef(repo_id, revision)
 
 
 # -- settings ----------------------------------------------------------------------------------
@@ -135,104 +76,6 @@ class HubSettings:
         offline_env = env.get("HF_HUB_OFFLINE") or env.get("TRANSFORMERS_OFFLINE")
         offline = _is_true(offline_env) if offline_env is not None else bool(constants.HF_HUB_OFFLINE)
         return cls(endpoint, Path(os.path.expandvars(cache)).expanduser(), offline)
-
-
-# -- what to fetch, and what to refuse ---------------------------------------------------------
-
-
-def check_file_name(repo: str, name: str) -> str:
-    """`name` if it stays inside the snapshot directory; refuse absolute paths, `..`, backslashes."""
-    parts = name.split("/")
-    if (
-        not name
-        or name.startswith("/")
-        or "\\" in name
-        or "\x00" in name
-        or re.match(r"^[A-Za-z]:", name)
-        or any(part in ("", ".", "..") for part in parts)
-    ):
-        raise HubError(
-            f"{repo} lists a file named {name!r}, which would escape the download directory; refused"
-        )
-    return name
-
-
-def _top_level(name: str) -> bool:
-    return "/" not in name
-
-
-@dataclass(frozen=True)
-class FilePlan:
-    """The repo files one conversion needs: config and tokenizer files, then the weights."""
-
-    config_files: tuple[str, ...]
-    weights: tuple[str, ...]
-    index: str | None
-
-    @property
-    def all(self) -> tuple[str, ...]:
-        return self.config_files + ((self.index,) if self.index else ()) + self.weights
-
-
-def plan_files(repo: str, names: Iterable[str]) -> FilePlan:
-    """Check a repo's file list and pick the files to fetch (the weights the index names come later)."""
-    names = [check_file_name(repo, n) for n in names]
-    present = set(names)
-    if CONFIG_NAME not in present:
-        raise HubError(f"{repo} has no config.json: not a transformers checkpoint")
-    safetensors = sorted(n for n in names if _top_level(n) and n.endswith(".safetensors"))
-    pickled = sorted(n for n in names if n.lower().endswith(PICKLED_SUFFIXES))
-    if not safetensors:
-        if pickled:
-            shown = ", ".join(pickled[:3]) + (", ..." if len(pickled) > 3 else "")
-            raise HubError(
-                f"{repo} only has pickled weights ({shown}); they can run code when loaded, "
-                "so only .safetensors are downloaded"
-            )
-        raise HubError(f"{repo} has no .safetensors weights")
-    config_files = tuple(n for n in CONFIG_FILES if n in present)
-    index = INDEX_NAME if INDEX_NAME in present else None
-    return FilePlan(config_files, () if index else tuple(safetensors), index)
-
-
-def shards_from_index(repo: str, index_path: Path, present: set[str] | None = None) -> tuple[str, ...]:
-    """The shard files a model.safetensors.index.json names, each checked (and in `present`, if given)."""
-    try:
-        weight_map = json.loads(index_path.read_text(encoding="utf-8"))["weight_map"]
-    except (OSError, json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as exc:
-        raise HubError(f"{repo}: {INDEX_NAME} is unreadable ({exc})") from None
-    if not isinstance(weight_map, dict) or not weight_map:
-        raise HubError(f"{repo}: {INDEX_NAME} has no weight_map")
-    shards = sorted({str(v) for v in weight_map.values()})
-    for shard in shards:
-        check_file_name(repo, shard)
-        if not shard.endswith(".safetensors"):
-            raise HubError(f"{repo}: {INDEX_NAME} names {shard!r}, which is not a .safetensors file")
-    missing = [s for s in shards if present is not None and s not in present]
-    if missing:
-        raise HubError(f"{repo}: {INDEX_NAME} names shards the repo does not have: {', '.join(missing[:3])}")
-    return tuple(shards)
-
-
-def check_config(repo: str, config: Any, files: Iterable[str] = ()) -> None:
-    """Refuse a config that needs code from the repo (`auto_map` names the repo's own classes)."""
-    if not isinstance(config, dict):
-        raise HubError(f"{repo}: config.json is not a JSON object")
-    auto_map = config.get("auto_map")
-    if auto_map:
-        code = sorted(n for n in files if n.endswith(".py"))
-        hint = f" ({', '.join(code[:3])})" if code else ""
-        raise HubError(
-            f"{repo} needs remote code{hint}: its config.json has auto_map; "
-            "only checkpoints that transformers reads without running repo code are converted"
-        )
-
-
-def _read_json(repo: str, path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise HubError(f"{repo}: {path.name} is not valid JSON ({exc})") from None
 
 
 # -- errors from huggingface_hub, as one line --------------------------------------------------
@@ -338,7 +181,7 @@ class Snapshot:
 def _snapshot_commit(ref: HubRef, path: Path) -> str:
     """The commit of a cached file's snapshot (the cache keeps files under snapshots/COMMIT/)."""
     directory = path.parent
-    if directory.parent.name != "snapshots" or not _COMMIT.match(directory.name):
+    if directory.parent.name != "snapshots" or not COMMIT_SHA.match(directory.name):
         raise HubError(f"{ref.repo_id}: {path} is not inside a Hugging Face cache snapshot")
     return directory.name
 
@@ -377,7 +220,7 @@ def download(
         say(f"cannot reach {settings.endpoint}; looking for {ref.repo_id}@{ref.revision} in the cache")
         return _from_cache(ref, settings, check, reason=f"{settings.endpoint} cannot be reached")
     commit = str(info.sha or "")
-    if not _COMMIT.match(commit):
+    if not COMMIT_SHA.match(commit):
         raise HubError(f"{settings.endpoint} gave no commit for {ref.repo_id}@{ref.revision}")
     sizes = {s.rfilename: s.size for s in (info.siblings or [])}
     plan = plan_files(ref.repo_id, sizes)
@@ -393,7 +236,7 @@ def download(
     if _snapshot_commit(ref, config_path) != commit:
         raise HubError(f"{ref.repo_id}@{ref.revision} moved to another commit during the download; run again")
     directory = config_path.parent
-    config = _read_json(ref.repo_id, config_path)
+    config = read_json(ref.repo_id, config_path)
     check_config(ref.repo_id, config, sizes)
     if check is not None:
         check(config)
@@ -406,7 +249,7 @@ def download(
             )
     tokenizer_config = directory / "tokenizer_config.json"
     if tokenizer_config.is_file():
-        found = _read_json(ref.repo_id, tokenizer_config)
+        found = read_json(ref.repo_id, tokenizer_config)
         if isinstance(found, dict) and found.get("auto_map"):
             raise HubError(f"{ref.repo_id} needs remote code: its tokenizer_config.json has auto_map")
     weights = (
@@ -461,12 +304,12 @@ def _from_cache(
     commit = _snapshot_commit(ref, config_path)
     directory = config_path.parent
     names = sorted(p.relative_to(directory).as_posix() for p in directory.rglob("*") if p.is_file())
-    if not any(_top_level(n) and n.endswith(".safetensors") for n in names):  # an interrupted download
+    if not any(is_top_level(n) and n.endswith(".safetensors") for n in names):  # an interrupted download
         index = directory / INDEX_NAME
         shards = shards_from_index(ref.repo_id, index) if index.is_file() else ("model.safetensors",)
         _require_files(ref, directory, shards, offline=True)
     plan = plan_files(ref.repo_id, names)
-    config = _read_json(ref.repo_id, config_path)
+    config = read_json(ref.repo_id, config_path)
     check_config(ref.repo_id, config, names)
     if check is not None:
         check(config)

@@ -21,7 +21,7 @@ from ondevice.refs import pull_bundled
 from ondevice.store import Manifest, Store, StoreEntry
 
 from .hf_to_gguf import OutType, convert
-from .hub import parse_hub_ref
+from .hub_rules import parse_hub_ref
 from .quantize import parse_levels, quantize
 
 __all__ = ["PullError", "PullResult", "PulledFile", "find_pair", "pull_pair"]

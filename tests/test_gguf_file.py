@@ -1,4 +1,7 @@
-"""ondevice.gguf_file: a valid file reads back right; every broken header is one clear GGUFError."""
+"""ondevice.gguf_file: a valid file reads back right; every broken header is one clear GGUFError.
+
+Longer than our other modules on purpose: one short test per way a hostile file can be malformed
+(the reader is the boundary llama.cpp is protected by), grouped by the part of the file it breaks."""
 
 from __future__ import annotations
 

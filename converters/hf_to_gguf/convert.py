@@ -145,9 +145,9 @@ def convert(
     revision = None
     extra: dict[str, object] = {}
     if isinstance(source, str) and source.strip().startswith("hf:"):
-        from .. import hub  # here: huggingface_hub is only needed for Hub sources
+        from .. import hub, hub_rules  # here: huggingface_hub is only needed for Hub sources
 
-        ref = hub.parse_hub_ref(source)
+        ref = hub_rules.parse_hub_ref(source)
         target = check_name(name or _store_name(Path(ref.name)))  # a bad name fails before the download
 
         def supported(config: dict) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ondevice.converters.hub import HubError, check_file_name, parse_hub_ref, plan_files
+from ondevice.converters.hub_rules import HubError, check_file_name, parse_hub_ref, plan_files
 from ondevice.converters.pipeline import PullError, find_pair, pull_pair
 from ondevice.gguf_file import read_gguf
 from ondevice.kinds import Kind

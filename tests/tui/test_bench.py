@@ -21,13 +21,12 @@ from ondevice.measure.runs import list_runs, save_run
 from ondevice.measure.stats import Estimate
 from ondevice.planning.hardware import Hardware
 from ondevice.progress import Progress
-from ondevice.prompting import PromptMode
 from ondevice.refs import ResolvedModel, resolve
 from ondevice.runtime.protocol import BenchTiming, GenerationParams, LoadOptions
 from ondevice.tui.app import OndeviceApp
 from ondevice.tui.bench import BenchScreen
-from ondevice.tui.bench_measurer import Measurer, eval_metrics
-from ondevice.tui.bench_rows import Shown, kld_points, speed_points, table_cells
+from ondevice.tui.bench_measurer import Measurer
+from ondevice.tui.bench_rows import kld_points, speed_points
 from ondevice.tui.dialogs import HELP, HelpScreen
 from tests.support.fake_backend import FakeBackend, facts
 from tests.support.gguf_samples import write_tiny_gguf
@@ -395,19 +394,6 @@ async def test_a_run_this_version_cannot_read_is_left_out_or_an_error_not_a_cras
         assert screen.shown.ids == [] and screen.query_one("#bench-table", DataTable).row_count == 0
 
 
-def test_the_table_keeps_speed_and_quality_of_the_same_models_only():
-    bench, quality = saved_bench(), saved_eval()
-    both = Shown().with_run(bench).with_run(quality)
-    assert both.ids == [bench.id, quality.id] and len(both.rows()) == 4
-    other = saved_bench()
-    other.results = other.results[:0]
-    other.id = "bench-other"
-    alone = both.with_run(other)  # about none of the eval's models: the eval goes
-    assert alone.ids == ["bench-other"] and alone.rows() == []
-    assert eval_metrics("", True) == ("ppl", "kld", "top1") and eval_metrics("", False) == ("ppl",)
-    assert eval_metrics("ppl, follow", False) == ("ppl", "follow")
-
-
 def test_bench_screen_snapshot(snap_compare):
     save_run(saved_bench())
     save_run(saved_eval())
@@ -449,24 +435,3 @@ async def test_real_models_bench_and_eval_from_the_screen(smol, gemma):
         assert all(float(cell.split(" ± ")[0]) > 0 for cell in column(table, "tg t/s"))
         assert [cell == "-" for cell in column(table, "PPL")] == [True, False]  # gemma is larger
         assert sorted(r.kind for r in list_runs()) == ["bench", "eval"]
-
-
-def test_follow_scores_get_a_column_next_to_quality_or_alone():
-    from ondevice.measure.results import FollowResult, TypeScore
-
-    run = saved_eval()
-    scores = {"length:max_words": TypeScore(1, 1, 2)}
-    run.follow = [
-        FollowResult(LADDER[1], PromptMode.CHAT_TEMPLATE, 0.25, 0.5, 0.3, 0.6, scores, ()),
-        FollowResult(LADDER[0], PromptMode.CHAT_TEMPLATE, 0.75, 1.0, 0.8, 1.0, scores, ()),
-    ]
-    rows = {r.name: r for r in Shown().with_run(run).rows()}
-    assert table_cells(rows[LADDER[1].name])["follow"] == "25.0 / 50.0 %"
-    assert "KLD" in table_cells(rows[LADDER[1].name])  # the same row keeps its quality figures
-    assert table_cells(rows[LADDER[0].name])["follow"] == "75.0 / 100.0 %"
-    # An eval of instruction following alone still fills the table.
-    alone = saved_eval()
-    alone.quality, alone.reference, alone.reference_ppl = [], None, None
-    alone.follow = run.follow[:1]
-    (row,) = Shown().with_run(alone).rows()
-    assert table_cells(row)["follow"] == "25.0 / 50.0 %" and "KLD" not in table_cells(row)

@@ -1,0 +1,42 @@
+"""ondevice.tui.bench_rows and bench_measurer: what the bench screen's table shows of saved runs, and
+the settings it measures with (no Textual needed)."""
+
+from __future__ import annotations
+
+from ondevice.measure.results import FollowResult, TypeScore
+from ondevice.prompting import PromptMode
+from ondevice.tui.bench_measurer import eval_metrics
+from ondevice.tui.bench_rows import Shown, table_cells
+from tests.support.runs import LADDER, saved_bench, saved_eval
+
+
+def test_the_table_keeps_speed_and_quality_of_the_same_models_only():
+    bench, quality = saved_bench(), saved_eval()
+    both = Shown().with_run(bench).with_run(quality)
+    assert both.ids == [bench.id, quality.id] and len(both.rows()) == 4
+    other = saved_bench()
+    other.results = other.results[:0]
+    other.id = "bench-other"
+    alone = both.with_run(other)  # about none of the eval's models: the eval goes
+    assert alone.ids == ["bench-other"] and alone.rows() == []
+    assert eval_metrics("", True) == ("ppl", "kld", "top1") and eval_metrics("", False) == ("ppl",)
+    assert eval_metrics("ppl, follow", False) == ("ppl", "follow")
+
+
+def test_follow_scores_get_a_column_next_to_quality_or_alone():
+    run = saved_eval()
+    scores = {"length:max_words": TypeScore(1, 1, 2)}
+    run.follow = [
+        FollowResult(LADDER[1], PromptMode.CHAT_TEMPLATE, 0.25, 0.5, 0.3, 0.6, scores, ()),
+        FollowResult(LADDER[0], PromptMode.CHAT_TEMPLATE, 0.75, 1.0, 0.8, 1.0, scores, ()),
+    ]
+    rows = {r.name: r for r in Shown().with_run(run).rows()}
+    assert table_cells(rows[LADDER[1].name])["follow"] == "25.0 / 50.0 %"
+    assert "KLD" in table_cells(rows[LADDER[1].name])  # the same row keeps its quality figures
+    assert table_cells(rows[LADDER[0].name])["follow"] == "75.0 / 100.0 %"
+    # An eval of instruction following alone still fills the table.
+    alone = saved_eval()
+    alone.quality, alone.reference, alone.reference_ppl = [], None, None
+    alone.follow = run.follow[:1]
+    (row,) = Shown().with_run(alone).rows()
+    assert table_cells(row)["follow"] == "25.0 / 50.0 %" and "KLD" not in table_cells(row)
