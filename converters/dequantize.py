@@ -32,7 +32,13 @@ def convert_gguf(
     model = resolve(ref, store, progress)
     quantized = is_quantized(model.summary)
     (result,) = quantize(
-        model, [outtype.value], allow_requantize=True, name=name, store=store, progress=progress
+        model,
+        [outtype.value],
+        allow_requantize=True,
+        name=name,
+        store=store,
+        progress=progress,
+        origin=f"convert:{ref}",
     )
     notes = []
     if quantized:

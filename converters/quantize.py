@@ -228,11 +228,17 @@ def quantize_file(
 # -- the ladder --------------------------------------------------------------------------------
 
 
+# A quantization tag at the end of a file name: "model.Q4_K_M", "model-f16", or the whole name ("F16").
+_QUANT_TAG = re.compile(r"(^|[._-])(I?Q\d[A-Z0-9_]*|F16|F32|BF16)$", re.IGNORECASE)
+
+
 def _source_name(model: ResolvedModel) -> str:
+    """The store name outputs get: the source's own, else its file name less a quantization tag (a
+    file named just F16.gguf, as in a store directory, is named after its directory)."""
     if model.manifest is not None:
         return model.manifest.name
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", model.path.stem).strip("-.") or "model"
-    return stem
+    stem = _QUANT_TAG.sub("", model.path.stem) or model.path.parent.name
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", stem).strip("-.") or "model"
 
 
 def quantize(
@@ -244,10 +250,12 @@ def quantize(
     store: Store | None = None,
     threads: int | None = None,
     progress: ProgressFn | None = None,
+    origin: str | None = None,
 ) -> list[QuantizeResult]:
     """Quantize a model (any reference) to each level, publishing every file into the store with a manifest.
 
     `progress` hears the bytes each level has written, of an estimate from its nominal bits per weight.
+    `origin` is the source the manifests record (default quantize:SOURCE; a conversion says convert:REF).
 
     A source that is already quantized is refused unless `allow_requantize`; then each result notes that
     its quality is capped by the source's.
@@ -314,7 +322,7 @@ def quantize(
                 summary,
                 name=target,
                 quant=level.name,
-                source=f"quantize:{source_label}",
+                source=origin or f"quantize:{source_label}",
                 sha256=done["sha256"],
                 declared_kind=declared,
                 declared_by=f"its source {source_label}",

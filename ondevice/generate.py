@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
+from .measure.results import ModelRecord
+from .prompting import PromptMode
 from .refs import ResolvedModel
 from .runtime.engine import Backend, Event, open_model, single_turn
 from .runtime.protocol import Finished, GenerationParams, LoadOptions, ModelFacts
+
+log = logging.getLogger("ondevice.generate")
 
 
 @dataclass(frozen=True)
@@ -18,19 +23,21 @@ class RunResult:
     finished: Finished
 
     def as_dict(self) -> dict[str, Any]:
+        """The JSON of `run` and `compare`: the model as bench and eval describe it, then the answer."""
         return {
-            "model": self.model.display_name,
-            "ref": self.model.ref,
-            "kind": self.model.kind.value,
-            "quantization": self.model.quant,
-            "file_size_bytes": self.model.summary.file_size,
+            "model": model_json(self.model),
             "prompt_text": self.finished.prompt.text,
             "text": self.finished.text,
             "load_seconds": round(self.facts.load_seconds, 4),
-            "threads": self.facts.n_threads,
+            "n_threads": self.facts.n_threads,
             "n_ctx": self.facts.n_ctx,
             **self.finished.stats.as_dict(),
         }
+
+
+def model_json(model: ResolvedModel) -> dict[str, Any]:
+    """A model in every command's JSON: the same object bench and eval runs save."""
+    return asdict(ModelRecord.of(model)) | {"kind": model.kind.value}
 
 
 def run_prompt(
@@ -47,6 +54,13 @@ def run_prompt(
         if on_loaded:
             on_loaded(worker)
         request = single_turn(model.kind, bool(worker.facts.chat_template), prompt, params, system)
+        if system and request.mode is PromptMode.COMPLETION:
+            log.warning(
+                "%s gets the prompt as raw text (a %s model%s): --system is not used",
+                model.display_name,
+                model.kind.value,
+                "" if worker.facts.chat_template else " without a chat template",
+            )
         finished = None
         for event in worker.stream(request):
             if on_event:

@@ -12,7 +12,7 @@ def model_info(model: ResolvedModel) -> dict[str, Any]:
     """Facts read from the GGUF header and the store manifest; loads nothing into llama.cpp."""
     summary = model.summary
     info: dict[str, Any] = {
-        "ref": model.ref,
+        "ref": model.manifest.ref if model.manifest is not None else model.ref,
         "name": model.display_name,
         "path": str(model.path),
         "kind": model.kind.value,
@@ -20,7 +20,7 @@ def model_info(model: ResolvedModel) -> dict[str, Any]:
         "architecture": summary.architecture,
         "model_name": summary.name,
         "parameter_count": summary.parameter_count,
-        "quantization": model.quant,
+        "quant": model.quant,
         "bits_per_weight": round(summary.bits_per_weight, 3),
         "file_size_bytes": summary.file_size,
         "context_length": summary.context_length,
@@ -46,7 +46,7 @@ def entry_row(entry: StoreEntry) -> dict[str, Any]:
         "kind": m.kind.value,
         "architecture": m.architecture,
         "parameter_count": m.parameter_count,
-        "quantization": m.quant,
+        "quant": m.quant,
         "bits_per_weight": m.bits_per_weight,
         "file_size_bytes": m.size_bytes,
         "source": m.source,

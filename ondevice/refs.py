@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
-from dataclasses import dataclass
+import logging
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from . import bundled
@@ -12,7 +16,9 @@ from .gguf_file import read_gguf
 from .gguf_summary import GGUFSummary
 from .kinds import Kind, decide_kind
 from .progress import ProgressFn
-from .store import Manifest, Store, describe
+from .store import Manifest, Store, StoreEntry, describe
+
+log = logging.getLogger("ondevice.refs")
 
 
 @dataclass(frozen=True)
@@ -67,8 +73,16 @@ def pull_bundled(name: str, store: Store, progress: ProgressFn | None = None) ->
     return entry.manifest
 
 
-def resolve(ref: str, store: Store | None = None, progress: ProgressFn | None = None) -> ResolvedModel:
-    """Find the GGUF a reference names, validating it; pulls bundled models into the store on first use."""
+Choose = Callable[[list[StoreEntry]], StoreEntry]
+
+
+def resolve(
+    ref: str, store: Store | None = None, progress: ProgressFn | None = None, choose: Choose | None = None
+) -> ResolvedModel:
+    """Find the GGUF a reference names, validating it; pulls bundled models into the store on first use.
+
+    A store NAME with several files and no :QUANT is an error, unless `choose` picks one of them (the
+    caller's default level, e.g. the best that fits in memory); the choice is said in one line."""
     store = store or Store()
     ref = ref.strip()
     if not ref:
@@ -88,7 +102,34 @@ def resolve(ref: str, store: Store | None = None, progress: ProgressFn | None = 
     if ref.endswith(".gguf") or path.is_file() or "/" in ref:
         return _from_path(ref, path)
     name, _, quant = ref.partition(":")
-    return _from_store(ref, store, name, quant or None)
+    return _from_store(ref, store, name, quant or None, choose)
+
+
+def in_store(ref: str, store: Store | None = None) -> bool:
+    """Whether `bundled:NAME` has been pulled into the store already."""
+    name = ref.removeprefix("bundled:")
+    return any(e.manifest.source == f"bundled:{name}" for e in (store or Store()).entries())
+
+
+@contextlib.contextmanager
+def bundled_preview(ref: str, progress: ProgressFn | None = None) -> Iterator[ResolvedModel]:
+    """A bundled model read where its package installed it, without adding it to the store: a model
+    that ships in parts is assembled into a temporary file that is gone afterwards."""
+    model = bundled.get(ref.removeprefix("bundled:"))
+    paths = bundled.part_paths(model)
+    with contextlib.ExitStack() as stack:
+        if len(paths) == 1:
+            path = paths[0]
+        else:
+            path = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ondevice-"))) / "model.gguf"
+            bundled.assemble(model, path, progress)
+        found = _from_path(ref, path)
+        yield replace(
+            found,
+            display_name=ref,
+            kind=model.kind,
+            kind_reason=f"declared by the bundled source ({model.upstream})",
+        )
 
 
 def verify(model: ResolvedModel, store: Store | None = None) -> bool:
@@ -101,7 +142,21 @@ def verify(model: ResolvedModel, store: Store | None = None) -> bool:
     return True
 
 
-def _from_store(ref: str, store: Store, name: str, quant: str | None) -> ResolvedModel:
+def _from_store(
+    ref: str, store: Store, name: str, quant: str | None, choose: Choose | None = None
+) -> ResolvedModel:
+    candidates = [e for e in store.entries() if e.manifest.name == name] if quant is None else []
+    if choose is not None and len(candidates) > 1:
+        entry = choose(candidates)
+        others = ", ".join(e.manifest.quant for e in candidates if e is not entry)
+        log.warning(
+            "%s: using %s (also in the store: %s; name one as %s:QUANT)",
+            name,
+            entry.manifest.ref,
+            others,
+            name,
+        )
+        return _from_store(ref, store, name, entry.manifest.quant)
     try:
         entry = store.find(name, quant)
     except UnknownReferenceError as exc:

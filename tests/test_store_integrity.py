@@ -134,7 +134,7 @@ def test_a_corrupt_manifest_is_listed_as_broken_and_everything_else_works(models
         data = json.loads(listed.stdout)
         assert [b["ref"] for b in data["broken"]] == ["junk:Q8_0"]
         assert any(m["ref"] == "smollm2-135m-instruct:Q4_1" for m in data["models"])
-        ran = invoke("run", "bundled:smollm2-135m-instruct", "hi", "-t", "0", "-n", "2")
+        ran = invoke("run", "bundled:smollm2-135m-instruct", "hi", "--temp", "0", "-n", "2")
         assert ran.exit_code == 0, ran.output
         removed = invoke("models", "rm", "junk")
         assert removed.exit_code == 0 and not junk.exists()

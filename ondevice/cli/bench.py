@@ -41,6 +41,7 @@ from .progress import progress_display, resolve_with_progress
 )
 @load_options(without=("threads", "no_mmap"))
 @click.option(
+    "-t",
     "--threads",
     "threads_list",
     default=None,
@@ -68,7 +69,7 @@ def bench(
     plan = load.plan(use_mmap=False)
     settings = BenchSettings(n_prompt, n_gen, repetitions, threads, plan.options)
     settings.check()
-    models = [resolve_with_progress(ref, verified=True) for ref in refs]
+    models = [resolve_with_progress(ref, verified=True, plan=plan) for ref in refs]
     for model in models:  # one at a time, so each has its own memory pre-flight
         plan.options_for(model)
     with progress_display() as progress:

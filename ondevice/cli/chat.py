@@ -32,7 +32,7 @@ HELP = (
 def chat(ref: str, system_prompt: str | None, stats: bool, params: GenerationParams, load: LoadFlags) -> None:
     """Chat with REF in the terminal. An instruct model uses its chat template; a base model a transcript."""
     plan = load.plan()
-    model = resolve_with_progress(ref)
+    model = resolve_with_progress(ref, plan=plan)
     options = plan.options_for(model)
     note(f"loading {describe_model(model)}")
     with open_model(model, options) as worker:

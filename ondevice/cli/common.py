@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 from rich.console import Console, RenderableType
 from rich.table import Table
@@ -13,6 +15,14 @@ from ..terminal_text import plain_text, visible_controls
 from ..units import format_bytes
 
 err_console = Console(stderr=True, highlight=False)
+
+PIPE_WIDTH = 1000  # wide enough that no table in a pipe is squeezed, wrapped mid-value or cut with "…"
+
+
+def stdout_console() -> Console:
+    """The console tables go to: the terminal's width on a terminal; in a pipe or a file, as wide as
+    each table needs (Rich would assume 80 columns and squeeze names and numbers to fit)."""
+    return Console(highlight=False, width=None if sys.stdout.isatty() else PIPE_WIDTH)
 
 
 def stats_line(stats: GenerationStats) -> str:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import click
 from rich.console import Console
@@ -10,13 +12,13 @@ from rich.table import Table
 from rich.text import Text
 
 from ..errors import OndeviceError
-from ..generate import RunResult, run_prompt
+from ..generate import RunResult, model_json, run_prompt
 from ..refs import ResolvedModel
 from ..runtime.protocol import GenerationParams
 from ..terminal_text import plain_text
 from ..units import format_bytes
 from .common import describe_model, note
-from .options import USER_TEXT, LoadFlags, generation_options, load_options
+from .options import PROMPT_FILE, USER_TEXT, LoadFlags, generation_options, load_options, read_prompt
 from .output import Output, output_options
 from .progress import resolve_with_progress
 
@@ -28,8 +30,9 @@ from .progress import resolve_with_progress
     "-p",
     type=USER_TEXT,
     default=None,
-    help="The prompt every model answers (needed with --plain).",
+    help="The prompt every model answers (needed with --plain); - reads it from standard input.",
 )
+@PROMPT_FILE
 @click.option("--plain", is_flag=True, help="Print the answers side by side instead of opening the UI.")
 @generation_options
 @load_options()
@@ -37,7 +40,8 @@ from .progress import resolve_with_progress
 @output_options(json_help="Print a JSON list, one object per model.")
 def compare(
     refs: tuple[str, ...],
-    prompt: str,
+    prompt: str | None,
+    prompt_file: Path | None,
     plain: bool,
     system: str | None,
     params: GenerationParams,
@@ -48,12 +52,21 @@ def compare(
 
     Opens the terminal UI: type a prompt, and every model streams its answer into its own column
     with live tokens/s and memory. With --plain (or --json), answers PROMPT once per model, one
-    model after another so each has the whole machine, and prints the answers side by side.
+    model after another so each has the whole machine, and prints the answers side by side. Without
+    a terminal (a pipe, a file, CI) the UI cannot open: a prompt is then answered as with --plain.
     """
     if len(refs) > 4:
         raise click.BadParameter("compare takes at most 4 models", param_hint="REFS")
+    prompt = read_prompt(prompt, prompt_file, stdin_when_missing=False)
+    if not plain and not out.json and not (sys.stdin.isatty() and sys.stdout.isatty()):
+        if prompt is None:
+            raise click.UsageError(
+                "the compare view needs a terminal; without one, give --plain --prompt TEXT"
+            )
+        note("not a terminal: printing the answers as --plain does")
+        plain = True
     plan = load.plan()
-    models = [resolve_with_progress(ref) for ref in refs]
+    models = [resolve_with_progress(ref, plan=plan) for ref in refs]
     if not plain and not out.json:
         from .tui_launch import launch_compare  # textual loads only for the UI
 
@@ -90,7 +103,7 @@ class FailedRun:
     error: str
 
     def as_dict(self) -> dict[str, str]:
-        return {"model": self.model.display_name, "ref": self.model.ref, "error": self.error}
+        return {"model": model_json(self.model), "error": self.error}
 
 
 def side_by_side(prompt: str, results: list[RunResult | FailedRun]) -> Table:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import click
-from rich.console import Console
 
 from ..planning import hardware
 from ..planning.hardware import Hardware
@@ -13,7 +12,7 @@ from ..planning.hardware_profiles import APPLIED_FIELDS, choose_profile, load_ha
 from ..runtime import extra_bufts
 from ..runtime.protocol import ExtraBufts
 from ..units import format_bytes
-from .common import PlainTable
+from .common import PlainTable, stdout_console
 from .output import Output, output_options
 
 
@@ -33,7 +32,7 @@ def diagnosis(hw: Hardware) -> dict[str, Any]:
 
 def print_diagnosis(data: dict[str, Any]) -> None:
     hw, profile = data["hardware"], data["profile"]
-    console = Console(highlight=False)
+    console = stdout_console()
     table = PlainTable(show_header=False, box=None, title="This machine", title_justify="left")
     table.add_column(style="bold")
     table.add_column()

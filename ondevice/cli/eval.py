@@ -119,7 +119,7 @@ def eval_(
         else None,
     )
     settings.check(reference_ref is not None)
-    models = [resolve_with_progress(ref, verified=True) for ref in refs]
+    models = [resolve_with_progress(ref, verified=True, plan=plan) for ref in refs]
     reference = resolve_with_progress(reference_ref, verified=True) if reference_ref else None
     for model in [*models, *([reference] if reference else [])]:  # loaded one at a time
         plan.options_for(model)

@@ -7,16 +7,15 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
 
 from .. import bundled
 from ..errors import OndeviceError
 from ..model_info import entry_row, model_info
 from ..planning.plan import plan_load
-from ..refs import pull_bundled, resolve
+from ..refs import bundled_preview, in_store, pull_bundled, resolve
 from ..store import Store, check_name, describe, sha256_file
 from ..units import format_bytes
-from .common import PlainTable, note
+from .common import PlainTable, note, stdout_console
 from .output import Column, Format, Output, Rows, output_options
 from .progress import progress_display, resolve_with_progress
 
@@ -39,7 +38,7 @@ def list_models(out: Output) -> None:
         {
             "ref": f"bundled:{b.name}",
             "kind": b.kind.value,
-            "quantization": b.quant,
+            "quant": b.quant,
             "file_size_bytes": b.size,
             "upstream": b.upstream,
             "installed": _installed(b),
@@ -70,7 +69,7 @@ def list_models(out: Output) -> None:
         [
             Column("reference", "ref"),
             Column("kind", "kind"),
-            Column("quant", "quantization"),
+            Column("quant", "quant"),
             Column("size", "file_size_bytes", format_bytes),
             Column("status", "status"),
         ],
@@ -107,12 +106,24 @@ def _installed(model: bundled.BundledModel) -> bool:
 @click.argument("ref")
 @output_options()
 def info(ref: str, out: Output) -> None:
-    """Architecture, size, quantization, context, chat template and kind of REF."""
-    model = resolve_with_progress(ref, verified=True)
-    data = model_info(model)
-    if model.manifest is not None:
-        data["integrity"] = "size and sha256 match the manifest"
-    data["memory_estimate"] = memory_estimate(model)
+    """Architecture, size, quantization, context, chat template and kind of REF.
+
+    A bundled model that is not in the store is read where its package installed it: looking does
+    not pull it (`ondevice models pull` does).
+    """
+    if ref.startswith("bundled:") and not in_store(ref):
+        with progress_display() as progress, bundled_preview(ref, progress) as model:
+            data = model_info(model)
+            data["store"] = f"not in the store; `ondevice models pull {ref}` adds it"
+            data["memory_estimate"] = memory_estimate(model)
+        if not model.path.exists():  # assembled into a temporary file for the look
+            data["path"] = None
+    else:
+        model = resolve_with_progress(ref, verified=True)
+        data = model_info(model)
+        if model.manifest is not None:
+            data["integrity"] = "size and sha256 match the manifest"
+        data["memory_estimate"] = memory_estimate(model)
     out.emit(data, lambda: _print_info(data))
 
 
@@ -133,7 +144,7 @@ def _print_info(data: dict[str, Any]) -> None:
     )
     for key, value in shown.items():
         table.add_row(key.replace("_", " "), str(value))
-    Console().print(table)
+    stdout_console().print(table)
 
 
 def memory_estimate(model) -> dict:

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import functools
 import math
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import click
@@ -45,6 +47,41 @@ class UserText(click.ParamType):
 
 USER_TEXT = UserText()
 
+MAX_PROMPT_BYTES = 64 << 20  # far past any context; a bigger file or pipe is a mistake, not a prompt
+
+
+def read_prompt(text: str | None, file: Path | None, *, stdin_when_missing: bool = True) -> str | None:
+    """The prompt as llm and llama.cpp take it: the text given, "-" (or, with `stdin_when_missing`,
+    no text and a pipe on stdin) for standard input, or the contents of --file."""
+    if file is not None:
+        if text is not None:
+            raise click.UsageError("give the prompt once: as text, or with --file")
+        with open(file, "rb") as handle:
+            return _prompt_text(handle.read(MAX_PROMPT_BYTES + 1), str(file))
+    if text == "-" or (text is None and stdin_when_missing and not sys.stdin.isatty()):
+        return _prompt_text(sys.stdin.buffer.read(MAX_PROMPT_BYTES + 1), "standard input")
+    return text
+
+
+def _prompt_text(data: bytes, where: str) -> str:
+    if len(data) > MAX_PROMPT_BYTES:
+        raise click.UsageError(f"the prompt from {where} is over {MAX_PROMPT_BYTES >> 20} MiB")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        note(f"the prompt from {where} had bytes that are not UTF-8; they were replaced with U+FFFD")
+        return data.decode("utf-8", "replace")
+
+
+PROMPT_FILE = click.option(
+    "-f",
+    "--file",
+    "prompt_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Read the prompt from this file (as llama.cpp's -f).",
+)
+
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
 
@@ -64,8 +101,9 @@ _GENERATION = [
         help="Most tokens to generate.",
     ),
     click.option(
-        "-t",
         "--temperature",
+        "--temp",
+        "temperature",
         type=FiniteFloatRange(0),
         default=0.8,
         show_default=True,
@@ -138,6 +176,7 @@ _LOADING: dict[str, tuple[Decorator, str | None]] = {
     ),
     "threads": (
         click.option(
+            "-t",
             "--threads",
             type=click.IntRange(1, MAX_THREADS),
             default=None,

@@ -15,7 +15,7 @@ from typing import Any
 import click
 from rich.console import Console
 
-from .common import PlainTable
+from .common import PlainTable, stdout_console
 
 
 class Format(str, Enum):
@@ -102,7 +102,7 @@ class Output:
         elif self.format is Format.MD and markdown is not None:
             click.echo(markdown(), nl=False)
         else:
-            console = Console(highlight=False)
+            console = stdout_console()
             for part in human:
                 if isinstance(part, Rows):
                     part.print(console)

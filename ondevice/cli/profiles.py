@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.text import Text
 
 from ..errors import OndeviceError
@@ -25,7 +24,7 @@ from ..planning.model_pairs import ModelPair, load_model_pair, model_pairs
 from ..planning.profile_files import ProfileError, field_docs, find_profile
 from ..planning.recommend import MIN_CONTEXT, TYPICAL_SOURCE, measured_quality, recommend
 from ..units import format_bytes, parse_size
-from .common import PlainTable
+from .common import PlainTable, stdout_console
 from .doctor import diagnosis, print_diagnosis
 from .output import Column, Format, Output, Rows, output_options
 
@@ -54,7 +53,7 @@ def list_profiles(out: Output) -> None:
 
 
 def _print_profiles(hw: list[HardwareProfile], pairs: list[ModelPair], picked: Selection) -> None:
-    console = Console(highlight=False)
+    console = stdout_console()
     table = PlainTable(title="Hardware profiles", title_justify="left")
     table.add_column("name", no_wrap=True)
     for column in ("origin", "context", "gpu layers", "batch", "headroom", "description"):
@@ -110,7 +109,7 @@ def _print_profile(data: dict[str, Any]) -> None:
         elif isinstance(value, list):
             value = ", ".join(str(v) for v in value)
         table.add_row(key.replace("_", " "), str(value))
-    Console(highlight=False).print(table)
+    stdout_console().print(table)
 
 
 def _kind_of(name: str) -> str:
@@ -190,7 +189,8 @@ def _read_hardware(path: Path) -> Hardware:
     "--ram",
     default=None,
     metavar="SIZE",
-    help="Plan for this much RAM (8G, 16GB) instead of what is free now.",
+    help="Plan for this much RAM instead of what is free now: 8G or 16GB (powers of 1000, as sizes are "
+    "printed) or 16GiB; a number needs its unit.",
 )
 @output_options(Format.TABLE, Format.JSON, Format.CSV)
 def recommend_command(family: str, ram: str | None, out: Output) -> None:
@@ -203,7 +203,7 @@ def recommend_command(family: str, ram: str | None, out: Output) -> None:
     machine = hardware.detect_hardware()
     if ram is not None:
         try:
-            ram_bytes = parse_size(ram)
+            ram_bytes = parse_size(ram, bare="refuse")
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--ram") from None
         machine = replace(machine, total_ram_bytes=ram_bytes, available_ram_bytes=ram_bytes, gpus=())

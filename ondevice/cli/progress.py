@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 
 from rich.console import Console
@@ -21,9 +22,13 @@ from rich.progress import Progress as RichProgress
 from rich.table import Column
 from rich.text import Text
 
+from ..planning.plan import LoadPlan
 from ..progress import Phase, Progress, Unit
 from ..refs import ResolvedModel, resolve, verify
+from ..units import format_bytes
 from .common import err_console, note
+
+LINE_EVERY_S = 5.0
 
 
 class _CountColumn(ProgressColumn):
@@ -52,12 +57,16 @@ class ProgressDisplay:
         self._bar: RichProgress | None = None
         self._task: TaskID | None = None
         self._job = ""  # the event task the bar shows
+        self._last_line = 0.0  # when the last progress line went out (no terminal)
 
     def __call__(self, event: Progress) -> None:
         if event.phase is Phase.HANDED_OFF:
             self.pause()
             return
         description = f"{event.task}: {event.step}" if event.step else event.task
+        if not self._console.is_terminal:
+            self._line(event, description)
+            return
         if self._bar is None:
             self._bar = RichProgress(
                 TextColumn("{task.description}"),
@@ -82,6 +91,19 @@ class ProgressDisplay:
             self._job = event.task
         if not self._bar.live.is_started:  # started once the task is there: the first frame is right
             self._bar.start()
+
+    def _line(self, event: Progress, description: str) -> None:
+        """Without a terminal (a pipe, a CI log) a bar cannot redraw: a line per new job, then one at
+        most every LINE_EVERY_S seconds, and one when the job is done."""
+        now = time.monotonic()
+        finished = event.total is not None and event.done >= event.total
+        if event.task != self._job or finished or now - self._last_line >= LINE_EVERY_S:
+            if event.unit is Unit.BYTES:
+                count = format_bytes(event.done) + (f"/{format_bytes(event.total)}" if event.total else "")
+            else:
+                count = f"{event.done}" + (f"/{event.total}" if event.total is not None else "")
+            self._console.print(f"{description} ({count})", markup=False, highlight=False, soft_wrap=True)
+            self._job, self._last_line = event.task, now
 
     @property
     def is_open(self) -> bool:
@@ -110,11 +132,12 @@ def progress_display(console: Console = err_console) -> Iterator[ProgressDisplay
         display.pause()
 
 
-def resolve_with_progress(ref: str, verified: bool = False) -> ResolvedModel:
+def resolve_with_progress(ref: str, verified: bool = False, plan: LoadPlan | None = None) -> ResolvedModel:
     """Resolve a reference, showing a bar if a bundled model has to be assembled first; with
-    `verified`, a stored model's sha256 is checked against its manifest too."""
+    `verified`, a stored model's sha256 is checked against its manifest too. With `plan`, a NAME with
+    several levels in the store means the best of them that fits in memory."""
     with progress_display() as show:
-        model = resolve(ref, progress=show)
+        model = resolve(ref, progress=show, choose=plan.best_fit if plan is not None else None)
     if verified:
         verify(model)
     return model

@@ -1,8 +1,9 @@
-"""ondevice run REF PROMPT"""
+"""ondevice run REF [PROMPT | - | --file FILE]"""
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
@@ -11,14 +12,15 @@ from ..runtime.engine import Event
 from ..runtime.protocol import GenerationParams, TokenEvent
 from ..terminal_text import visible_controls
 from .common import describe_model, note, stats_line
-from .options import USER_TEXT, LoadFlags, generation_options, load_options
+from .options import PROMPT_FILE, USER_TEXT, LoadFlags, generation_options, load_options, read_prompt
 from .output import Output, output_options
 from .progress import resolve_with_progress
 
 
 @click.command()
 @click.argument("ref")
-@click.argument("prompt", type=USER_TEXT)
+@click.argument("prompt", type=USER_TEXT, required=False)
+@PROMPT_FILE
 @generation_options
 @load_options()
 @click.option(
@@ -29,16 +31,27 @@ from .progress import resolve_with_progress
 )
 @output_options(json_help="Print one JSON object (text included) at the end.")
 def run(
-    ref: str, prompt: str, system: str | None, params: GenerationParams, load: LoadFlags, out: Output
+    ref: str,
+    prompt: str | None,
+    prompt_file: Path | None,
+    system: str | None,
+    params: GenerationParams,
+    load: LoadFlags,
+    out: Output,
 ) -> None:
     """Stream one answer to PROMPT from REF, then a stats line.
 
     An instruct model receives PROMPT inside its chat template; a base model continues it as raw text.
+    PROMPT "-" (or none, with a pipe on standard input) reads the prompt from standard input; --file
+    reads it from a file.
     """
+    prompt = read_prompt(prompt, prompt_file)
+    if prompt is None:
+        raise click.UsageError("give a PROMPT, - to read it from standard input, or --file FILE")
     if not prompt.strip():
         raise click.BadParameter("the prompt is empty", param_hint="PROMPT")
     plan = load.plan()
-    model = resolve_with_progress(ref)
+    model = resolve_with_progress(ref, plan=plan)
     options = plan.options_for(model)
     if not out.json:
         note(f"loading {describe_model(model)}")

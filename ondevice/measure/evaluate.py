@@ -63,9 +63,9 @@ def evaluate(
             created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             machine=machine_record(),
             llama_cpp_version=llama_cpp_version(),
-            text_source="",
-            n_ctx=0,
-            n_chunks=0,
+            text_source=None,
+            n_ctx=None,
+            n_chunks=None,
             reference=None,
             reference_ppl=None,
         )

@@ -57,7 +57,7 @@ def bench_markdown(run: BenchRun) -> str:
         [
             [
                 row["model_type"],
-                _mib(row["model_size"]),
+                format_bytes(row["model_size"]),
                 format_params(row["model_n_params"]),
                 row["backend"],
                 str(row["n_gpu_layers"]),
@@ -70,7 +70,7 @@ def bench_markdown(run: BenchRun) -> str:
         right=[1, 2, 4, 5, 7],
     )
     memory = markdown_table(
-        ["model", "file", "peak RSS", "weights", "KV cache", "compute", "load", "first token"],
+        ["model", "file", "peak RSS", "weights", "KV cache", "compute reserved", "load", "first token"],
         [
             [
                 r.model.name,
@@ -79,8 +79,8 @@ def bench_markdown(run: BenchRun) -> str:
                 format_bytes(r.memory.model_buffer_bytes),
                 format_bytes(r.memory.kv_cache_bytes),
                 format_bytes(r.memory.compute_buffer_bytes),
-                f"{r.load_seconds:.2f} s",
-                f"{r.time_to_first_token.value * 1000:.0f} ms" if r.time_to_first_token else "-",
+                f"{r.load_seconds:.3f} s",
+                f"{r.time_to_first_token.value:.3f} s" if r.time_to_first_token else "-",
             ]
             for r in _first_per_model(run.results)
         ],
@@ -312,10 +312,6 @@ def _first_per_model(results: list[BenchResult]) -> list[BenchResult]:
     for r in results:
         seen.setdefault(r.model.path, r)
     return list(seen.values())
-
-
-def _mib(n: int) -> str:
-    return f"{n / 1024**2:.2f} MiB"
 
 
 def _pct(fraction: float) -> str:

@@ -172,9 +172,9 @@ class EvalRun:
     created: str
     machine: dict[str, Any]
     llama_cpp_version: str
-    text_source: str
-    n_ctx: int
-    n_chunks: int
+    text_source: str | None  # None (and n_ctx, n_chunks): no quality run, instruction following only
+    n_ctx: int | None
+    n_chunks: int | None
     reference: ModelRecord | None
     reference_ppl: Estimate | None
     quality: list[QualityResult] = field(default_factory=list)

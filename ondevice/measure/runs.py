@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .. import locations
 from ..atomic import write_text_atomic
-from ..errors import StoreError
+from ..errors import StoreError, UnknownReferenceError
 from ..records import from_dict
 from .results import SCHEMA_VERSION, BenchRun, EvalRun
 
@@ -90,3 +90,17 @@ def list_runs(directory: Path | None = None) -> list[SavedRun]:
         SavedRun(run.id or path.stem, run.kind, run.created, run_models(run), path)
         for path, run in load_runs(directory)
     ]
+
+
+def find_run(run_id: str, directory: Path | None = None) -> Run:
+    """The saved run with this id (or the only one whose id starts with it); a clear error otherwise."""
+    saved = list_runs(directory)
+    matches = [r for r in saved if r.id == run_id] or [r for r in saved if r.id.startswith(run_id)]
+    if len(matches) == 1:
+        return load_run(matches[0].path)
+    if not saved:
+        raise UnknownReferenceError("no saved runs yet: `ondevice bench` and `ondevice eval` keep one each")
+    shown = ", ".join(r.id for r in (matches or saved)[:5])
+    if matches:
+        raise UnknownReferenceError(f"{run_id!r} matches several runs: {shown}")
+    raise UnknownReferenceError(f"no saved run {run_id!r}; the newest: {shown} (`ondevice runs list`)")

@@ -113,7 +113,7 @@ class HardwareProfile:
         default="1G",
         metadata=doc(
             "RAM left free for the system and other programs; the pre-flight refuses a model that "
-            "would eat into it. A size: 512M, 1.5G (powers of 1024).",
+            "would eat into it. A size: 512M, 1.5G (powers of 1000) or 1GiB (powers of 1024).",
             size=True,
         ),
     )

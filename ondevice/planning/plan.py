@@ -8,9 +8,11 @@ import logging
 from dataclasses import dataclass, replace
 from typing import Any
 
+from ..gguf_file import read_gguf
 from ..gguf_summary import GGUFSummary
 from ..refs import ResolvedModel
 from ..runtime.protocol import LoadOptions
+from ..store import StoreEntry
 from . import hardware
 from .hardware import Hardware
 from .hardware_profiles import HardwareProfile, choose_profile, load_hardware_profile, resolve_load_options
@@ -48,6 +50,15 @@ class LoadPlan:
     def _check(self, estimates: list[MemoryEstimate]) -> MemoryCheck:
         total = estimates[0] if len(estimates) == 1 else combined(estimates)
         return check_memory(total, self.hardware, self.profile.headroom_bytes)
+
+    def best_fit(self, entries: list[StoreEntry]) -> StoreEntry:
+        """Of one model's files, the one with the most bits per weight that fits in memory now (the
+        smallest when none does: its pre-flight then says by how much), as Ollama's default tag."""
+        ranked = sorted(entries, key=lambda e: e.manifest.bits_per_weight, reverse=True)
+        for entry in ranked:
+            if self.check(read_gguf(entry.path)).fits:
+                return entry
+        return ranked[-1]
 
     def options_for(self, *models: ResolvedModel) -> LoadOptions:
         """The options to load `models` with (at the same time), after the pre-flight: refused unless

@@ -166,7 +166,8 @@ class MemoryEstimate:
     def breakdown(self) -> str:
         return (
             f"weights {format_bytes(self.weights_bytes)}, KV cache {format_bytes(self.kv_cache_bytes)} "
-            f"({self.n_ctx} tokens, {self.kv_cache_type}), compute {format_bytes(self.compute_bytes)}, "
+            f"({self.n_ctx} tokens, {self.kv_cache_type}), compute used {format_bytes(self.compute_bytes)} "
+            f"(of {format_bytes(self.compute_reserved_bytes)} reserved), "
             f"runtime {format_bytes(self.runtime_bytes)}"
         )
 

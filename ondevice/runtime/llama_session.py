@@ -96,6 +96,7 @@ class LlamaSession:
             system_info=llama_cpp.llama_print_system_info().decode(errors="replace"),
             pid=os.getpid(),
             extra_bufts=self.extra_bufts,
+            gpu_offload=bool(llama_cpp.llama_supports_gpu_offload()),
         )
 
     def _special_text(self, token: int) -> str:

@@ -96,6 +96,7 @@ class ModelFacts:
     system_info: str
     pid: int
     extra_bufts: bool = True  # whether llama.cpp's extra CPU buffer types were on for this load
+    gpu_offload: bool = False  # whether this llama.cpp build can offload layers to a GPU at all
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ with what the worker last logged, and lives on.
 from __future__ import annotations
 
 import contextlib
+import logging
 import multiprocessing as mp
 import os
 import re
@@ -51,6 +52,8 @@ if TYPE_CHECKING:
 _BUILD_PATH = re.compile(r"\S*/vendor/llama\.cpp/")
 STOP_GRACE_S = 10.0  # how long a cancelled answer may take to end before its worker is killed
 
+log = logging.getLogger("ondevice.runtime")
+
 
 @contextlib.contextmanager
 def _file_backed_stdio() -> Iterator[None]:
@@ -93,6 +96,7 @@ class WorkerModel(Backend):
         except WorkerDied as died:
             self._recover(died)
         self._fallback.confirm()
+        say_adjustments(self.label, self.options, self.facts)
 
     @property
     def options(self) -> LoadOptions:
@@ -312,3 +316,21 @@ class WorkerModel(Backend):
             self._conn.close()
         with contextlib.suppress(OSError):
             os.unlink(self._log_path)
+
+
+def say_adjustments(label: str, options: LoadOptions, facts: ModelFacts) -> None:
+    """One line for each way llama.cpp loaded the model other than asked, so nothing changes silently."""
+    if facts.n_ctx != options.n_ctx:
+        log.warning(
+            "%s: the context is %d tokens, not the %d asked for (llama.cpp rounds up to a multiple of 256)",
+            label,
+            facts.n_ctx,
+            options.n_ctx,
+        )
+    if options.n_gpu_layers != 0 and not facts.gpu_offload:
+        log.warning(
+            "%s: this llama.cpp build has no GPU backend, so --gpu-layers %d does nothing and the model runs "
+            "on the CPU (the README's install section shows the CUDA and Metal builds)",
+            label,
+            options.n_gpu_layers,
+        )

@@ -141,5 +141,16 @@ class OndeviceApp(App):
 
     def on_unmount(self) -> None:
         logging.getLogger("ondevice").handlers = self._saved_handlers
-        for backend in self.open_backends:
-            backend.close()
+        close_all(self.open_backends)
+
+
+def close_all(backends: list[Backend]) -> None:
+    """Stop every answer first, then end the workers side by side: quitting while models generate
+    takes about one worker's shutdown, not the sum of them."""
+    for backend in backends:
+        backend.cancel()
+    closers = [threading.Thread(target=backend.close, daemon=True) for backend in backends]
+    for closer in closers:
+        closer.start()
+    for closer in closers:
+        closer.join()

@@ -29,7 +29,7 @@ def test_models_info_reports_a_base_gemma3_with_its_path(models_home):
     info = json.loads(result.stdout)
     assert info["kind"] == "base" and "declared by the bundled source" in info["kind_reason"]
     assert info["architecture"] == "gemma3"
-    assert info["quantization"] == "Q4_K_M"
+    assert info["quant"] == "Q4_K_M"
     assert info["parameter_count"] == 268_098_176
     assert info["context_length"] == 32768
     assert info["has_chat_template"] is False
@@ -101,7 +101,7 @@ def test_run_json_is_one_object_with_the_text(models_home):
     result = invoke("run", GEMMA, "The capital of France is", "--temperature", "0", "-n", "12", "--json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert data["kind"] == "base" and data["prompt_text"] == "The capital of France is"
+    assert data["model"]["kind"] == "base" and data["prompt_text"] == "The capital of France is"
     assert data["text"] and data["generated_tokens"] == 12 and data["stop_reason"] == "length"
     assert data["generation_tps"] > 0 and data["peak_rss_bytes"] > 0
 
@@ -127,15 +127,15 @@ def test_compare_plain_shows_both_models_side_by_side(models_home):
 
 
 def test_compare_json(models_home):
-    result = invoke("compare", GEMMA, SMOL, "-p", "Hello", "-t", "0", "-n", "8", "--json")
+    result = invoke("compare", GEMMA, SMOL, "-p", "Hello", "--temp", "0", "-n", "8", "--json")
     rows = json.loads(result.stdout)
-    assert [r["kind"] for r in rows] == ["base", "instruct"]
+    assert [r["model"]["kind"] for r in rows] == ["base", "instruct"]
     assert rows[0]["prompt_text"] == "Hello" and rows[1]["prompt_text"].endswith("<|im_start|>assistant\n")
 
 
 def test_chat_turns_and_commands(models_home):
     script = "Hello!\n/system Answer in one word.\nWhat colour is grass?\n/reset\n/bogus\n/exit\n"
-    result = invoke("chat", SMOL, "-t", "0", "-n", "24", input=script)
+    result = invoke("chat", SMOL, "--temp", "0", "-n", "24", input=script)
     assert result.exit_code == 0, result.output
     assert result.output.count("model> ") == 2
     assert "system prompt set; conversation reset" in result.output
@@ -143,7 +143,7 @@ def test_chat_turns_and_commands(models_home):
 
 
 def test_chat_with_a_base_model_uses_a_transcript(models_home):
-    result = invoke("chat", GEMMA, "-t", "0", "-n", "16", input="Hi\n")
+    result = invoke("chat", GEMMA, "--temp", "0", "-n", "16", input="Hi\n")
     assert result.exit_code == 0, result.output
     assert "User:/Assistant: transcript" in result.output
 
@@ -226,7 +226,7 @@ def test_worker_killed_during_generation_from_the_real_cli(models_home, tmp_path
             "run",
             SMOL,
             "Count to one thousand:",
-            "-t",
+            "--temp",
             "0",
             "-n",
             "3000",
@@ -284,7 +284,7 @@ def test_pull_killed_midway_leaves_nothing_and_the_next_pull_completes(isolated_
 
 
 def test_run_with_a_system_prompt(models_home):
-    args = ["run", SMOL, "What is the capital of France?", "-t", "0", "-n", "32", "--json"]
+    args = ["run", SMOL, "What is the capital of France?", "--temp", "0", "-n", "32", "--json"]
     plain = json.loads(invoke(*args).stdout)
     assert "You are a helpful AI assistant named SmolLM" in plain["prompt_text"]  # the template's default
     steered = json.loads(invoke(*args, "--system", "Answer the question.").stdout)

@@ -78,3 +78,21 @@ def test_a_hand_off_or_a_note_closes_the_bar_and_the_next_event_opens_it(capsys)
     show.note("base: already converted")
     assert not show.is_open and "base: already converted" in capsys.readouterr().err
     show.pause()  # closing twice is harmless
+
+
+def test_without_a_terminal_progress_is_a_few_lines_not_a_bar(monkeypatch):
+    where, out = console(terminal=False)
+    clock = iter([100.0, 100.5, 101.0, 106.0, 106.5])
+    monkeypatch.setattr("ondevice.cli.progress.time.monotonic", lambda: next(clock))
+    with progress_display(where) as show:
+        for done in (1, 2, 3, 4):
+            show(Progress("eval smollm2", f"follow p{done}", done, 5))
+        show(Progress("eval smollm2", "follow p5", 5, 5))
+    lines = out.getvalue().splitlines()
+    # The first, one 5 s later, and the last: a CI log gets a heartbeat, not 5 lines (or 5 million).
+    assert lines == [
+        "eval smollm2: follow p1 (1/5)",
+        "eval smollm2: follow p4 (4/5)",
+        "eval smollm2: follow p5 (5/5)",
+    ]
+    assert SHOW_CURSOR not in out.getvalue()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -124,6 +125,7 @@ def test_convert_dequantizes_a_bundled_gguf_to_seed_a_ladder(smol, isolated_home
     assert summary.bits_per_weight == pytest.approx(16.0, abs=0.05)
     entry = Store().find("smollm2-135m-instruct", "F16")
     assert entry.manifest.kind == Kind.INSTRUCT.value and entry.manifest.sha256 == sha256_file(path)
+    assert entry.manifest.source == f"convert:{SMOL}"  # what was converted, not "quantize:...:Q4_1"
     # An F16 source needs no --allow-requantize, and its levels are not marked as requantized.
     ladder = invoke("quantize", "smollm2-135m-instruct:F16", "--levels", "q8_0", "--json")
     assert ladder.exit_code == 0, ladder.output
@@ -174,3 +176,13 @@ def test_an_interrupted_quantize_leaves_nothing_and_the_next_run_completes(sig, 
     assert again.exit_code == 0, again.output
     assert read_gguf(model_dir / "Q4_K_M.gguf").file_type_name == "Q4_K_M"
     assert not any(model_dir.glob(".*.partial"))
+
+
+def test_outputs_of_a_file_named_after_its_level_are_named_after_the_model(smol, tmp_path):
+    # A store file (NAME/F16.gguf) or a download (NAME.Q8_0.gguf) given by path: the outputs are NAME:LEVEL.
+    for relative in ("smollm2/F16.gguf", "SmolLM2-135M.Q4_1.gguf"):
+        copy = tmp_path / relative
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(smol.path, copy)
+        (result,) = quantize(str(copy), "q8_0", allow_requantize=True)
+        assert result.ref == f"{relative.split('/')[0].removesuffix('.Q4_1.gguf')}:Q8_0"

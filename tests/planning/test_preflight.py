@@ -18,7 +18,7 @@ from ondevice.planning.preflight import (
 )
 from ondevice.runtime.engine import WorkerModel, single_turn
 from ondevice.runtime.protocol import GenerationParams, LoadOptions
-from ondevice.units import parse_size
+from ondevice.units import format_bytes, parse_size
 from tests.support.models import GEMMA, SMOL
 
 MiB, GiB = 1 << 20, 1 << 30
@@ -47,14 +47,17 @@ CUDA_BOX = Hardware(
 )
 
 
-def test_parse_size():
-    assert parse_size("8G") == 8 * GiB
-    assert parse_size("1.5 GB") == int(1.5 * GiB)
-    assert parse_size("512M") == 512 * MiB
-    assert parse_size("2GiB") == 2 * GiB
-    assert parse_size(1000) == 1000
+def test_parse_size_reads_sizes_the_way_they_are_printed():
+    # G, GB: powers of 1000, as format_bytes prints them; GiB: powers of 1024.
+    assert parse_size("8G") == 8 * 10**9 and format_bytes(parse_size("4G")) == "4.0 GB"
+    assert parse_size("1.5 GB") == 1_500_000_000
+    assert parse_size("512M") == 512 * 10**6
+    assert parse_size("2GiB") == 2 * GiB and parse_size("512MiB") == 512 * MiB
+    assert parse_size(1000) == 1000 and parse_size("1000") == 1000
     with pytest.raises(ValueError, match="not a size"):
         parse_size("lots")
+    with pytest.raises(ValueError, match="no unit"):
+        parse_size("4", bare="refuse")
 
 
 def test_kv_cache_follows_llama_cpp(smol, gemma):
@@ -129,17 +132,17 @@ def test_models_loaded_together_add_up(smol, gemma):
 def test_cli_refuses_with_numbers_and_force_proceeds(models_home, monkeypatch):
     monkeypatch.setattr(hardware_module, "detect_hardware", lambda: ONE_GB_BOX)
     runner = CliRunner()
-    refused = runner.invoke(cli, ["run", GEMMA, "The sky is", "--ctx", "32768", "-n", "2", "-t", "0"])
+    refused = runner.invoke(cli, ["run", GEMMA, "The sky is", "--ctx", "32768", "-n", "2", "--temp", "0"])
     assert refused.exit_code != 0
     (line,) = [line for line in refused.output.splitlines() if line.startswith("Error:")]
     assert "will not fit" in line and "needs" in line and "available after" in line and "--force" in line
     assert "low-memory-laptop" not in line  # the numbers, not the profile, explain it
     forced = runner.invoke(
-        cli, ["run", GEMMA, "The sky is", "--ctx", "32768", "-n", "2", "-t", "0", "--no-mmap", "--force"]
+        cli, ["run", GEMMA, "The sky is", "--ctx", "32768", "-n", "2", "--temp", "0", "--no-mmap", "--force"]
     )
     assert forced.exit_code == 0, forced.output
     assert "--force: loading" in forced.output
-    fits = runner.invoke(cli, ["run", SMOL, "Hi", "-n", "2", "-t", "0"])  # 2048 tokens: fits in 1 GB
+    fits = runner.invoke(cli, ["run", SMOL, "Hi", "-n", "2", "--temp", "0"])  # 2048 tokens: fits in 1 GB
     assert fits.exit_code == 0, fits.output
 
 

@@ -141,14 +141,14 @@ def test_run_continues_the_text_with_one_line_about_the_fallback(models_home, mo
     state = models_home / "state" / "extra-bufts.json"
     state.unlink(missing_ok=True)
     try:
-        result = invoke("run", "bundled:gemma-3-270m", "The capital of France is", "-t", "0", "-n", "8")
+        result = invoke("run", "bundled:gemma-3-270m", "The capital of France is", "--temp", "0", "-n", "8")
         assert result.exit_code == 0, result.output
         notes = [line for line in result.stderr.splitlines() if "extra CPU buffer types" in line]
         assert len(notes) == 1 and "SIGILL" in notes[0] and "ondevice doctor" in notes[0]
         assert result.stdout.strip()
         doctor = json.loads(invoke("doctor", "--json").stdout)["extra_bufts"]
         assert doctor["effective"] == "off" and "SIGILL" in doctor["why"]
-        again = invoke("run", "bundled:gemma-3-270m", "The capital of France is", "-t", "0", "-n", "8")
+        again = invoke("run", "bundled:gemma-3-270m", "The capital of France is", "--temp", "0", "-n", "8")
         assert again.exit_code == 0 and "extra CPU buffer types" not in again.stderr
         assert again.stdout == result.stdout  # the same greedy continuation
     finally:
@@ -159,7 +159,7 @@ def test_run_continues_the_text_with_one_line_about_the_fallback(models_home, mo
 def test_run_with_a_build_for_another_cpu_is_one_line_with_the_rebuild_command(models_home, monkeypatch):
     monkeypatch.setenv(FAULT_ENV, "SIGILL")
     result = invoke(
-        "run", "bundled:smollm2-135m-instruct", "hi", "-t", "0", "-n", "4", "--extra-bufts", "off"
+        "run", "bundled:smollm2-135m-instruct", "hi", "--temp", "0", "-n", "4", "--extra-bufts", "off"
     )
     one_error_line(result, "killed by SIGILL", "does not match this CPU", REBUILD)
 

@@ -172,7 +172,7 @@ def test_a_profile_number_beyond_what_llama_cpp_holds_is_refused(isolated_home):
 def test_a_prompt_with_bytes_that_are_not_utf8_is_answered_with_a_note(models_home):
     env = {**os.environ, "ONDEVICE_HOME": str(models_home)}
     done = subprocess.run(
-        [sys.executable, "-m", "ondevice", "run", SMOL, b"caf\xe9 \xff?", "-t", "0", "-n", "4", "--json"],
+        [sys.executable, "-m", "ondevice", "run", SMOL, b"caf\xe9 \xff?", "--temp", "0", "-n", "4", "--json"],
         env=env,
         capture_output=True,
         timeout=120,
@@ -187,7 +187,7 @@ def test_chat_survives_a_line_that_is_not_utf8_and_an_error_turn(models_home):
     env = {**os.environ, "ONDEVICE_HOME": str(models_home)}
     lines = b"caf\xe9?\n" + ("word " * 2000).encode() + b"\nhi\n/exit\n"
     done = subprocess.run(
-        [sys.executable, "-m", "ondevice", "chat", SMOL, "--ctx", "256", "-t", "0", "-n", "4"],
+        [sys.executable, "-m", "ondevice", "chat", SMOL, "--ctx", "256", "--temp", "0", "-n", "4"],
         env=env,
         input=lines,
         capture_output=True,
@@ -241,7 +241,7 @@ def test_compare_plain_keeps_every_answer_when_one_model_crashes(models_home, sm
     at = header_layout(broken).value_at["llama.block_count"]
     broken.write_bytes(put_u32(broken.read_bytes(), at, 1000))
     result = invoke(
-        "compare", "--plain", SMOL, str(broken), "--prompt", "What is 2 + 2?", "-t", "0", "-n", "8", "--json"
+        "compare", "--plain", SMOL, str(broken), "-p", "What is 2 + 2?", "--temp", "0", "-n", "8", "--json"
     )
     assert result.exit_code == 1
     answers = json.loads(result.stdout)
