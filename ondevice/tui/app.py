@@ -86,7 +86,7 @@ class OndeviceApp(App):
         self.push_screen(HelpScreen())
 
     def action_open_chat(self) -> None:
-        self.push_screen(ChatScreen(self.compare.columns))
+        self.push_screen(ChatScreen(self.compare.columns, self.defaults))
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "open_bench":  # from the compare screen only, not over a dialog or itself

@@ -184,6 +184,7 @@ async def test_chat_broadcast_target_reset_and_save(isolated_home):
         assert sorted(saved) == [".json", ".md"]
         data = json.loads(saved[".json"].read_text())
         assert [t["role"] for t in data["turns"]] == ["user", "assistant", "assistant", "user", "assistant"]
+        assert data["sampling"]["temperature"] == 0 and data["sampling"]["max_tokens"] == 64
         assert "**instruct-model**" in saved[".md"].read_text()
 
         await pilot.press("ctrl+n")
@@ -196,6 +197,20 @@ async def test_chat_broadcast_target_reset_and_save(isolated_home):
         await pilot.press("enter")
         await settle(app, pilot)
         assert instruct.requests[-1].messages[0].content == "Be brief."
+        # A new system prompt keeps the conversation, as Ollama's /system does; /help is help.
+        chat.query_one("#chat-input", Input).value = "/system Be very brief."
+        await pilot.press("enter")
+        assert chat.transcript.system == "Be very brief." and len(list(chat.query(Bubble))) == 2
+        chat.query_one("#chat-input", Input).value = "Again"
+        await pilot.press("enter")
+        await settle(app, pilot)
+        sent = instruct.requests[-1].messages
+        assert [m.role for m in sent] == ["system", "user", "assistant", "user"]
+        assert sent[0].content == "Be very brief." and sent[1].content == "Hello"
+        chat.query_one("#chat-input", Input).value = "/help"
+        await pilot.press("enter")
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("escape")
         await pilot.press("escape")
         assert app.screen is app.compare
 
