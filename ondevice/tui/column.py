@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from textual.app import ComposeResult
-from textual.containers import Vertical
+from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.reactive import reactive
 from textual.widgets import Sparkline, Static
@@ -68,7 +68,9 @@ class ModelColumn(Vertical):
             markup=False,
         )
         yield StreamText(classes="answer")
-        yield Sparkline([], classes="speed")
+        with Horizontal(classes="speed-row"):
+            yield Static("tok/s", classes="speed-label")
+            yield Sparkline([], classes="speed")
         yield Static("loading…", classes="stats", markup=False)
 
     @property
