@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from .atomic import write_text_atomic
 from .errors import OndeviceError
+
+
+def now_iso() -> str:
+    return datetime.now().astimezone().isoformat(timespec="seconds")
 
 
 @dataclass
@@ -24,12 +29,16 @@ class Transcript:
     models: list[str]
     system: str | None = None
     turns: list[Turn] = field(default_factory=list)
-    started: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S"))
+    started: str = field(default_factory=lambda: now_iso())  # ISO 8601 with the local offset
+    sampling: dict[str, Any] | None = None  # the GenerationParams every answer was sampled with
 
     def to_markdown(self) -> str:
         lines = [f"# Chat with {', '.join(self.models)}", "", f"Started {self.started}.", ""]
         if self.system:
             lines += [f"**System:** {self.system}", ""]
+        if self.sampling:
+            settings = ", ".join(f"{k} {v}" for k, v in self.sampling.items() if v not in (None, (), []))
+            lines += [f"Sampling: {settings}.", ""]
         for turn in self.turns:
             who = "You" if turn.role == "user" else (turn.model or "Assistant")
             speed = f" _({turn.tokens_per_second:.1f} tok/s)_" if turn.tokens_per_second else ""

@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from ..chat_input import HELP, ChatCommand, parse_line, read_message
 from ..errors import OndeviceError
 from ..prompting import Message
 from ..runtime.engine import Backend, WorkerDied, chat_turn, open_model
@@ -14,11 +15,6 @@ from ..terminal_text import valid_utf8, visible_controls
 from .common import describe_model, note, stats_line
 from .options import USER_TEXT, LoadFlags, generation_options, load_options
 from .progress import resolve_with_progress
-
-HELP = (
-    "/reset starts over, /system TEXT sets the system prompt, /exit leaves (or Ctrl-D); "
-    "Ctrl-C stops an answer"
-)
 
 
 @click.command()
@@ -30,7 +26,10 @@ HELP = (
 @generation_options
 @load_options()
 def chat(ref: str, system_prompt: str | None, stats: bool, params: GenerationParams, load: LoadFlags) -> None:
-    """Chat with REF in the terminal. An instruct model uses its chat template; a base model a transcript."""
+    """Chat with REF in the terminal. An instruct model uses its chat template; a base model a transcript.
+
+    Type /help for the commands; a message between two \"\"\" lines may span several lines.
+    """
     plan = load.plan()
     model = resolve_with_progress(ref, plan=plan)
     options = plan.options_for(model)
@@ -39,11 +38,11 @@ def chat(ref: str, system_prompt: str | None, stats: bool, params: GenerationPar
         has_template = bool(worker.facts.chat_template)
         if not has_template:
             note("this model has no chat template: it sees the chat as a User:/Assistant: transcript")
-        note(HELP)
+        note('/help lists the commands; """ begins and ends a message of several lines')
         history: list[Message] = []
         while True:
             try:
-                line = input("you> ")
+                line, block = read_message(input)
             except EOFError:
                 click.echo()
                 return
@@ -56,21 +55,24 @@ def chat(ref: str, system_prompt: str | None, stats: bool, params: GenerationPar
                 note("that line had bytes that are not UTF-8; they were replaced with U+FFFD")
             if not text:
                 continue
-            if text == "/exit":
+            command = parse_line(text, block)
+            if command.command is ChatCommand.EXIT:
                 return
-            if text == "/reset":
+            if command.command is ChatCommand.HELP:
+                click.echo(HELP, err=True)
+                continue
+            if command.command is ChatCommand.RESET:
                 history.clear()
                 worker.reset()
                 note("conversation reset")
                 continue
-            if text.startswith("/system"):
-                system_prompt = text.removeprefix("/system").strip() or None
-                history.clear()
-                worker.reset()
-                note(f"system prompt {'set' if system_prompt else 'cleared'}; conversation reset")
+            if command.command is ChatCommand.SYSTEM:
+                # As Ollama does: the new system prompt applies to the conversation so far.
+                system_prompt = command.text or None
+                note(f"system prompt {'set' if system_prompt else 'cleared'}; the conversation goes on")
                 continue
-            if text.startswith("/"):
-                note(f"unknown command {text.split()[0]}; {HELP}")
+            if command.command is ChatCommand.UNKNOWN:
+                note(f"unknown command {command.word}; /help lists the commands")
                 continue
             history.append(Message("user", text))
             messages = ([Message("system", system_prompt)] if system_prompt else []) + history

@@ -20,6 +20,7 @@ def model_choices() -> list[Choice]:
         Choice(
             e.manifest.ref,
             f"{e.manifest.kind.value} · {e.manifest.quant} · {format_bytes(e.manifest.size_bytes)}",
+            _aliases(e.manifest.source),
         )
         for e in entries
     ]
@@ -33,6 +34,13 @@ def model_choices() -> list[Choice]:
                 )
             )
     return choices
+
+
+def _aliases(source: str) -> tuple[str, ...]:
+    """The references that name a stored file by where it came from: `bundled:NAME`, `hf:ORG/REPO`."""
+    if source.startswith(("bundled:", "hf:")):
+        return tuple(dict.fromkeys((source, source.split("@")[0])))
+    return ()
 
 
 def open_checked(ref: str, options: LoadOptions) -> ModelSpec:

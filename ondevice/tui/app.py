@@ -14,7 +14,7 @@ from textual.binding import Binding
 from ..live import ModelSpec
 from ..runtime.engine import Backend
 from ..runtime.protocol import GenerationParams, LoadOptions
-from .bench import BenchScreen
+from .bench import BenchForm, BenchScreen
 from .bench_measurer import Measurer
 from .chat import ChatScreen
 from .compare import CompareScreen
@@ -70,6 +70,7 @@ class OndeviceApp(App):
         # How the bench screen measures: the library with the session's load options (tests inject one).
         self.measurer = measurer or Measurer(options)
         self._saved_handlers: list[logging.Handler] = []
+        self.bench_form = BenchForm()  # F5's settings and results, kept between visits
 
     def on_mount(self) -> None:
         # The library's warnings become notices; a handler writing to the terminal would draw over the UI.
@@ -86,7 +87,7 @@ class OndeviceApp(App):
         self.push_screen(HelpScreen())
 
     def action_open_chat(self) -> None:
-        self.push_screen(ChatScreen(self.compare.columns))
+        self.push_screen(ChatScreen(self.compare.columns, self.defaults))
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "open_bench":  # from the compare screen only, not over a dialog or itself
@@ -97,7 +98,7 @@ class OndeviceApp(App):
         if any(c.status == "generating" for c in self.compare.columns):
             self.notify("stop generating first (Esc): a benchmark needs the cores", severity="warning")
             return
-        self.push_screen(BenchScreen())
+        self.push_screen(BenchScreen(self.bench_form))
 
     def action_open_picker(self) -> None:
         if self._choices is None or self._open_spec is None:
@@ -113,6 +114,9 @@ class OndeviceApp(App):
         open_spec = self._open_spec
         if refs is None or open_spec is None or refs == [spec.ref for spec in self.specs]:
             return
+        added = [ref for ref in refs if ref not in {spec.ref for spec in self.specs}]
+        if added:  # resolving (and a first bundled pull) takes seconds: say so at once
+            self.notify(f"opening {', '.join(added)}…", markup=False)
         self.run_worker(
             lambda: self._resolve_picks(refs, open_spec), thread=True, group="picker", exit_on_error=False
         )
@@ -137,7 +141,7 @@ class OndeviceApp(App):
             elif column.backend is not None:
                 column.close_backend()
         self.specs = specs
-        self.switch_screen(CompareScreen(carried))
+        self.switch_screen(CompareScreen(carried, old))
 
     def on_unmount(self) -> None:
         logging.getLogger("ondevice").handlers = self._saved_handlers

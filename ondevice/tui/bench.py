@@ -45,6 +45,18 @@ from .bench_measurer import Measure, bench_settings, eval_metrics
 from .bench_plot import plot_points
 from .bench_rows import COLUMNS, Shown, history_label, kld_points, speed_points, table_cells
 
+SETTINGS = ("bench-pp", "bench-tg", "bench-reps", "bench-ctx", "bench-chunks", "bench-metrics")
+
+
+@dataclass
+class BenchForm:
+    """What the bench screen keeps between visits: the settings as typed and the results shown."""
+
+    values: dict[str, str] = field(default_factory=dict)  # setting id -> text
+    reference: str | None = None
+    unticked: set[str] = field(default_factory=set)  # models taken out of the measurement
+    shown: Shown = field(default_factory=Shown)
+
 
 class BenchScreen(Screen):
     """Speed and quality runs of the compare's models, their results and the store's past runs."""
@@ -53,6 +65,7 @@ class BenchScreen(Screen):
         Binding("escape", "stop_or_back", "Stop/Back"),
         Binding("f6", "run_bench", "Bench"),
         Binding("f7", "run_eval", "Eval"),
+        Binding("f8", "past_runs", "Past runs"),
         Binding("f1", "app.help", "Help"),
     ]
 
@@ -78,9 +91,10 @@ class BenchScreen(Screen):
         run: Run | None = None
         error: str | None = None
 
-    def __init__(self) -> None:
+    def __init__(self, form: BenchForm | None = None) -> None:
         super().__init__(id="bench")
-        self.shown = Shown()
+        self.form = form or BenchForm()
+        self.shown = self.form.shown
         self.running: str | None = None  # "bench" or "eval" while a run is in progress
         self.cancel = threading.Event()
         self.history: list[SavedRun] = []
@@ -98,7 +112,9 @@ class BenchScreen(Screen):
                 yield SelectionList[str](
                     *(
                         Selection(
-                            plain_text(f"{s.label}  {s.quant} · {format_bytes(s.size_bytes)}"), s.ref, True
+                            plain_text(f"{s.label}  {s.quant} · {format_bytes(s.size_bytes)}"),
+                            s.ref,
+                            s.ref not in self.form.unticked,
                         )
                         for s in specs
                     ),
@@ -106,9 +122,9 @@ class BenchScreen(Screen):
                 )
                 yield Label("Speed", classes="bench-heading")
                 with Horizontal(classes="bench-row"):
-                    yield from _setting("pp", "bench-pp", "512")
-                    yield from _setting("tg", "bench-tg", "128")
-                    yield from _setting("reps", "bench-reps", "5")
+                    yield from self._setting("pp", "bench-pp", "512")
+                    yield from self._setting("tg", "bench-tg", "128")
+                    yield from self._setting("reps", "bench-reps", "5")
                 yield Label("Quality", classes="bench-heading")
                 with Horizontal(classes="bench-row"):
                     yield Label("reference", classes="bench-label")
@@ -119,12 +135,12 @@ class BenchScreen(Screen):
                         id="bench-reference",
                     )
                 with Horizontal(classes="bench-row"):
-                    yield from _setting("ctx", "bench-ctx", "512")
-                    yield from _setting("chunks", "bench-chunks", "8")
+                    yield from self._setting("ctx", "bench-ctx", "512")
+                    yield from self._setting("chunks", "bench-chunks", "8")
                 with Horizontal(classes="bench-row"):
                     yield Label("metrics", classes="bench-label")
                     yield Input(
-                        "",
+                        self.form.values.get("bench-metrics", ""),
                         placeholder="auto: " + ",".join(m for m in METRICS if m != "follow"),
                         compact=True,
                         id="bench-metrics",
@@ -150,9 +166,30 @@ class BenchScreen(Screen):
         self.query_one("#bench-progress", ProgressBar).display = False  # shown while a run goes
         self.show_results()
         self.read_history()
+        if self.form.reference in {spec.ref for spec in self.app.specs}:
+            self.query_one("#bench-reference", Select).value = self.form.reference
+        self.query_one("#bench-pp", Input).focus()  # type a setting straight away; F6/F7 run
 
     def on_unmount(self) -> None:
         self.cancel.set()  # a run still going stops at its next step
+
+    def keep_form(self) -> None:
+        """Remember the settings and results for the next visit (the app keeps the form)."""
+        form = self.form
+        form.values = {id: self.query_one(f"#{id}", Input).value for id in SETTINGS}
+        form.reference = self.reference()
+        ticked = set(self.query_one("#bench-models", SelectionList).selected)
+        form.unticked = {s.ref for s in self.app.specs if s.ref not in ticked}
+        form.shown = self.shown
+
+    def _setting(self, label: str, id: str, value: str) -> ComposeResult:
+        yield Label(label, classes="bench-label")
+        yield Input(
+            self.form.values.get(id, value), id=id, compact=True, type="integer", classes="bench-setting"
+        )
+
+    def action_past_runs(self) -> None:
+        self.query_one("#past-runs", OptionList).focus()
 
     # -- settings ---------------------------------------------------------------------------
 
@@ -303,6 +340,7 @@ class BenchScreen(Screen):
             self.cancel.set()
             self._status(f"{self.running}: stopping after the current step…")
         else:
+            self.keep_form()
             self.app.pop_screen()
 
     @on(Button.Pressed, "#run-bench")
@@ -391,8 +429,3 @@ class BenchScreen(Screen):
             "mean KLD",
             "no KLD yet: F7 with a reference",
         )
-
-
-def _setting(label: str, id: str, value: str) -> ComposeResult:
-    yield Label(label, classes="bench-label")
-    yield Input(value, id=id, compact=True, type="integer", classes="bench-setting")

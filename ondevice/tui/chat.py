@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from rich.text import Text
 from textual import on
@@ -15,11 +15,12 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Label, Static
 
 from .. import locations
+from ..chat_input import ChatCommand, parse_line
 from ..errors import OndeviceError
 from ..live import LiveStats, stream_batched
 from ..prompting import Message as ChatMessage
 from ..runtime.engine import chat_turn
-from ..runtime.protocol import Finished, PromptReady
+from ..runtime.protocol import Finished, GenerationParams, PromptReady
 from ..terminal_text import plain_text
 from ..transcript import Transcript, Turn
 from .column import ModelColumn
@@ -80,12 +81,13 @@ class ChatScreen(Screen):
     class Done(Message):
         """Every model has answered the turn."""
 
-    def __init__(self, columns: list[ModelColumn]) -> None:
+    def __init__(self, columns: list[ModelColumn], params: GenerationParams | None = None) -> None:
         super().__init__(id="chat")
         self.columns = columns
+        self.params = params or GenerationParams()
         self.target: int | None = None  # None: every model
         self.histories: dict[str, list[ChatMessage]] = {c.spec.label: [] for c in columns}
-        self.transcript = Transcript(models=[c.spec.label for c in columns])
+        self.transcript = Transcript(models=[c.spec.label for c in columns], sampling=asdict(self.params))
         self.busy = False
 
     def compose(self) -> ComposeResult:
@@ -93,7 +95,7 @@ class ChatScreen(Screen):
         yield VerticalScroll(id="chat-log")
         with Horizontal(id="chat-controls"):
             yield Label(self._target_text(), id="target")
-            yield Input(placeholder="system prompt (Enter sets it and starts over)", id="system")
+            yield Input(placeholder="system prompt (Enter sets it; the conversation goes on)", id="system")
         yield Input(placeholder="Say something and press Enter", id="chat-input")
         yield Footer()
 
@@ -128,7 +130,9 @@ class ChatScreen(Screen):
     def action_reset(self) -> None:
         for history in self.histories.values():
             history.clear()
-        self.transcript = Transcript(models=self.transcript.models, system=self.transcript.system)
+        self.transcript = Transcript(
+            models=self.transcript.models, system=self.transcript.system, sampling=self.transcript.sampling
+        )
         self.query_one("#chat-log").remove_children()
         self.notify("conversation reset")
 
@@ -144,13 +148,39 @@ class ChatScreen(Screen):
 
     @on(Input.Submitted, "#system")
     def set_system(self, event: Input.Submitted) -> None:
-        self.transcript.system = event.value.strip() or None
-        self.action_reset()
+        self._set_system(event.value)
+
+    def _set_system(self, text: str) -> None:
+        """As Ollama's /system: the next turns carry the new prompt, the conversation goes on."""
+        self.transcript.system = text.strip() or None
+        self.query_one("#system", Input).value = self.transcript.system or ""
+        done = "set" if self.transcript.system else "cleared"
+        self.notify(f"system prompt {done}; the conversation goes on")
+
+    def _command(self, text: str) -> bool:
+        """Run a slash command typed as a message; False when the text is a message."""
+        line = parse_line(text)
+        if line.command is None:
+            return False
+        if line.command is ChatCommand.SYSTEM:
+            self._set_system(line.text)
+        elif line.command is ChatCommand.RESET:
+            self.action_reset()
+        elif line.command is ChatCommand.HELP:
+            self.app.action_help()
+        elif line.command is ChatCommand.EXIT:
+            self.action_back()
+        else:
+            self.notify(f"unknown command {line.word}; /help lists them", severity="warning", markup=False)
+        return True
 
     @on(Input.Submitted, "#chat-input")
     def send(self, event: Input.Submitted) -> None:
         text = event.value.strip()
         if not text:
+            return
+        if self._command(text):
+            event.input.value = ""
             return
         if self.busy:
             self.notify("still answering: Esc stops it", severity="warning")
@@ -164,7 +194,7 @@ class ChatScreen(Screen):
         log.mount(Bubble("you", text, "user"))
         self.transcript.turns.append(Turn("user", text))
         jobs = []
-        params = self.app.defaults
+        params = self.params
         system = self.transcript.system
         for column in targets:
             history = self.histories[column.spec.label]

@@ -32,11 +32,15 @@ class CompareScreen(Screen):
         Binding("f1", "app.help", "Help"),
     ]
 
-    def __init__(self, carried: dict[str, Backend] | None = None) -> None:
+    def __init__(
+        self, carried: dict[str, Backend] | None = None, before: CompareScreen | None = None
+    ) -> None:
         super().__init__()
         self.carried = carried or {}  # backends kept from the previous set of models
-        self.mode = RunMode.SEQUENTIAL
-        self.last_prompt: str | None = None
+        self.mode = before.mode if before else RunMode.SEQUENTIAL
+        self.last_prompt: str | None = before.last_prompt if before else None
+        # What was typed survives a change of models (F4): the prompt and the sampling settings.
+        self.typed = {i.id: i.value for i in before.query(Input).results(Input) if i.id} if before else {}
         self._stopping = False
 
     def compose(self) -> ComposeResult:
@@ -62,6 +66,9 @@ class CompareScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
+        for field in self.query(Input).results(Input):
+            if field.id in self.typed:
+                field.value = self.typed[field.id]
         self.title = "ondevice compare"
         self.sub_title = " vs ".join(spec.label for spec in self.app.specs)
         for column in self.columns:

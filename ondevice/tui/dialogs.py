@@ -33,7 +33,9 @@ A **base** model continues raw text; an **instruct** model gets your prompt insi
 F2 shows the difference.
 
 In **chat**: Enter sends, Ctrl+B switches between one model and all of them, Ctrl+N starts over,
-Ctrl+S saves the transcript as Markdown, Ctrl+O as JSON, Esc goes back.
+Ctrl+S saves the transcript as Markdown, Ctrl+O as JSON (with the sampling settings), Esc goes back.
+As in Ollama, `/system TEXT` sets the system prompt and the conversation goes on, `/reset` starts
+over, `/help` shows this.
 
 In **bench**: F6 measures speed (pp and tg tokens/s ± stddev, memory), F7 quality against the chosen
 reference (PPL, KL divergence, same top token); Esc stops a run at its next step, or goes back.

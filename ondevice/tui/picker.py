@@ -20,6 +20,10 @@ MAX_MODELS = 4
 class Choice:
     ref: str
     description: str  # kind, quantization and size, for the list
+    aliases: tuple[str, ...] = ()  # other references to the same file, e.g. the `bundled:` it came from
+
+    def matches(self, ref: str) -> bool:
+        return ref == self.ref or ref in self.aliases
 
 
 class PickerScreen(ModalScreen[list[str] | None]):
@@ -31,6 +35,9 @@ class PickerScreen(ModalScreen[list[str] | None]):
         super().__init__(id="picker")
         self.choices = choices
         self.selected = selected
+        # A model in the compare keeps the reference it was opened with (`bundled:NAME` as often as
+        # the store's `NAME:QUANT`), so the picker hands that one back and the loaded worker is kept.
+        self._current = {c.ref: next((ref for ref in selected if c.matches(ref)), None) for c in choices}
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
@@ -40,7 +47,9 @@ class PickerScreen(ModalScreen[list[str] | None]):
             )
             yield SelectionList[str](
                 *(
-                    Selection(plain_text(f"{c.ref}  {c.description}"), c.ref, c.ref in self.selected)
+                    Selection(
+                        plain_text(f"{c.ref}  {c.description}"), c.ref, self._current[c.ref] is not None
+                    )
                     for c in self.choices
                 ),
                 id="choices",
@@ -54,4 +63,4 @@ class PickerScreen(ModalScreen[list[str] | None]):
         if not 1 <= len(chosen) <= MAX_MODELS:
             self.notify(f"pick between 1 and {MAX_MODELS} models", severity="error")
             return
-        self.dismiss(chosen)
+        self.dismiss([self._current[ref] or ref for ref in chosen])

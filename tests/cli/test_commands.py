@@ -138,8 +138,25 @@ def test_chat_turns_and_commands(models_home):
     result = invoke("chat", SMOL, "--temp", "0", "-n", "24", input=script)
     assert result.exit_code == 0, result.output
     assert result.output.count("model> ") == 2
-    assert "system prompt set; conversation reset" in result.output
+    assert "system prompt set; the conversation goes on" in result.output
     assert "conversation reset" in result.output and "unknown command /bogus" in result.output
+
+
+def test_chat_system_keeps_the_conversation_help_and_multi_line(tmp_path, monkeypatch):
+    from tests.support.fake_backend import FakeBackend
+
+    backend = FakeBackend(answer="Green.")
+    monkeypatch.setattr("ondevice.cli.chat.open_model", lambda model, options: backend)
+    gguf = write_tiny_gguf(tmp_path / "tiny.gguf", chat_template="{{ messages }}")
+    script = 'Hello!\n/system Answer in one word.\n"""What colour\nis grass?"""\n/help\n/bogus\n/bye\n'
+    result = invoke("chat", str(gguf), "--temperature", "0", input=script)
+    assert result.exit_code == 0, result.output
+    assert "system prompt set; the conversation goes on" in result.output
+    assert "unknown command /bogus" in result.output and "/system TEXT" in result.output
+    second = backend.requests[-1].messages
+    assert [m.role for m in second] == ["system", "user", "assistant", "user"]  # Hello! is kept
+    assert second[0].content == "Answer in one word." and second[-1].content == "What colour\nis grass?"
+    assert len(backend.requests) == 2
 
 
 def test_chat_with_a_base_model_uses_a_transcript(models_home):

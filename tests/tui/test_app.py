@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 
 import pytest
 from textual.app import App
@@ -184,6 +185,7 @@ async def test_chat_broadcast_target_reset_and_save(isolated_home):
         assert sorted(saved) == [".json", ".md"]
         data = json.loads(saved[".json"].read_text())
         assert [t["role"] for t in data["turns"]] == ["user", "assistant", "assistant", "user", "assistant"]
+        assert data["sampling"]["temperature"] == 0 and data["sampling"]["max_tokens"] == 64
         assert "**instruct-model**" in saved[".md"].read_text()
 
         await pilot.press("ctrl+n")
@@ -196,6 +198,20 @@ async def test_chat_broadcast_target_reset_and_save(isolated_home):
         await pilot.press("enter")
         await settle(app, pilot)
         assert instruct.requests[-1].messages[0].content == "Be brief."
+        # A new system prompt keeps the conversation, as Ollama's /system does; /help is help.
+        chat.query_one("#chat-input", Input).value = "/system Be very brief."
+        await pilot.press("enter")
+        assert chat.transcript.system == "Be very brief." and len(list(chat.query(Bubble))) == 2
+        chat.query_one("#chat-input", Input).value = "Again"
+        await pilot.press("enter")
+        await settle(app, pilot)
+        sent = instruct.requests[-1].messages
+        assert [m.role for m in sent] == ["system", "user", "assistant", "user"]
+        assert sent[0].content == "Be very brief." and sent[1].content == "Hello"
+        chat.query_one("#chat-input", Input).value = "/help"
+        await pilot.press("enter")
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("escape")
         await pilot.press("escape")
         assert app.screen is app.compare
 
@@ -218,6 +234,9 @@ async def test_picker_swaps_models_and_keeps_loaded_ones():
     )
     async with app.run_test(size=SIZE) as pilot:
         await settle(app, pilot)
+        await pilot.press("ctrl+t")
+        app.compare.query_one("#prompt", Input).value = "half-typed"
+        app.compare.query_one("#temperature", Input).value = "0.3"
         await pilot.press("f4")
         picker = app.screen
         assert isinstance(picker, PickerScreen)
@@ -225,9 +244,13 @@ async def test_picker_swaps_models_and_keeps_loaded_ones():
         selection.deselect("base-model")
         selection.select("extra-model")
         await pilot.press("enter")
+        assert any("opening extra-model" in n.message for n in app._notifications)  # feedback at once
         await settle(app, pilot)
         await settle(app, pilot)
         assert [c.spec.label for c in app.compare.columns] == ["instruct-model", "extra-model"]
+        assert app.compare.mode is RunMode.CONCURRENT  # the mode and what was typed are kept
+        assert app.compare.query_one("#prompt", Input).value == "half-typed"
+        assert app.compare.query_one("#temperature", Input).value == "0.3"
         assert base.closed and not instruct.closed
         await ask(app, pilot, "Hi")
         assert app.compare.columns[1].answer.text.strip() == "Extra answer."
@@ -311,3 +334,34 @@ async def test_names_and_answers_with_brackets_and_escapes_are_shown_as_written(
         assert "\x1b" not in "".join(column.answer.lines) and "\u241b[31m" in column.answer.text
         await pilot.press("f3")  # the chat's target line names the model too
         assert isinstance(app.screen, ChatScreen)
+
+
+class SlowToClose(FakeBackend):
+    """A worker that takes a second to end, and notes whether its answer was cancelled first."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cancelled_before_close = False
+
+    def close(self) -> None:
+        self.cancelled_before_close = self._cancel.is_set()
+        time.sleep(1.0)
+        super().close()
+
+
+async def test_quitting_cancels_first_then_closes_the_workers_side_by_side():
+    backends = [SlowToClose() for _ in range(3)]
+    app = OndeviceApp([fake_spec(f"m{i}", Kind.INSTRUCT, b) for i, b in enumerate(backends)])
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        started = time.monotonic()
+    assert time.monotonic() - started < 2.0  # not three seconds one after another
+    assert all(b.closed and b.cancelled_before_close for b in backends)
+
+
+async def test_sparklines_are_labelled():
+    app, _, _ = two_model_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        labels = [str(c.query_one(".speed-label", Static).render()) for c in app.compare.columns]
+        assert labels == ["tok/s", "tok/s"]

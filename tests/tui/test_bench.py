@@ -126,6 +126,30 @@ async def test_f5_opens_the_bench_screen_and_esc_goes_back(tiny_models):
         assert app.screen is app.compare
 
 
+async def test_settings_survive_a_revisit_and_take_focus_at_once(tiny_models):
+    app = bench_app(tiny_models)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_bench(app, pilot)
+        assert app.focused is screen.query_one("#bench-pp", Input)  # typing edits pp, no Tab first
+        await pilot.press("ctrl+a", "backspace", "6", "4")
+        small_settings(screen, tg="16", reps="2")
+        screen.query_one("#bench-chunks", Input).value = "3"
+        screen.query_one("#bench-metrics", Input).value = "ppl"
+        screen.query_one("#bench-reference", Select).value = NAMES[0]
+        screen.query_one("#bench-models", SelectionList).deselect(NAMES[2])
+        await pilot.press("f8")  # past runs, one key away
+        assert app.focused is screen.query_one("#past-runs", OptionList)
+        await pilot.press("escape")
+        assert app.screen is app.compare
+        again = await open_bench(app, pilot)
+        assert again is not screen
+        values = [again.query_one(f"#{id}", Input).value for id in ("bench-pp", "bench-tg", "bench-reps")]
+        assert values == ["64", "16", "2"]
+        assert again.query_one("#bench-chunks", Input).value == "3"
+        assert again.query_one("#bench-metrics", Input).value == "ppl"
+        assert again.reference() == NAMES[0] and again.chosen_refs() == list(NAMES[:2])
+
+
 async def wait_for(pilot, condition, timeout: float = 10.0) -> None:
     """Let the UI run until `condition()` holds: a worker thread's messages arrive when they arrive."""
     for _ in range(int(timeout / 0.02)):
