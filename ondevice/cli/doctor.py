@@ -64,12 +64,16 @@ def print_diagnosis(data: dict[str, Any]) -> None:
     click.echo()
     click.echo(f"Profile: {profile['name']} ({profile['origin']}, {profile['path']})")
     click.echo(f"  why: {data['reason']}")
-    settings = ", ".join(f"{k} {profile[k]}" for k in APPLIED_FIELDS)
+    settings = ", ".join(f"{k} {profile[k]}{_MEANING.get((k, profile[k]), '')}" for k in APPLIED_FIELDS)
     click.echo(f"  loads with: {settings}; keeps {profile['memory_headroom']} of RAM free")
     if data["advice"]:
         click.echo()
         for line in data["advice"]:
             click.echo(f"To do: {line}")
+
+
+# Values whose meaning is not the number itself, as the profile files document them.
+_MEANING = {("threads", 0): " (one per physical core)", ("gpu_layers", -1): " (all)"}
 
 
 @click.command()

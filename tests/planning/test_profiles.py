@@ -323,7 +323,7 @@ def test_doctor_names_profile_cores_and_ram(machine):
     result = invoke("doctor")
     assert result.exit_code == 0, result.output
     assert "cpu-laptop" in result.output and "16 physical cores" in result.output
-    assert "-DGGML_CUDA=on" in result.output
+    assert "-DGGML_CUDA=on" in result.output and "threads 0 (one per physical core)" in result.output
     data = json.loads(invoke("doctor", "--json").output)
     assert data["hardware"]["gpus"][0]["name"] == "NVIDIA GeForce RTX 4090"
 

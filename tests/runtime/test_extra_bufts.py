@@ -209,6 +209,11 @@ async def test_compare_answers_in_both_columns_and_shows_the_fallback_once(
     app = build_app(
         [gemma, smol], GenerationParams(temperature=0, max_tokens=16), LoadOptions(n_ctx=512), None
     )
+    shown: list[str] = []  # recorded when posted: a notice times out after 15 s on a slow machine
+    notify = app.notify
+    monkeypatch.setattr(
+        app, "notify", lambda message, *a, **k: (shown.append(message), notify(message, *a, **k))
+    )
     async with app.run_test(size=(120, 36)) as pilot:
         for _ in range(200):
             await pilot.pause(0.1)
@@ -223,5 +228,5 @@ async def test_compare_answers_in_both_columns_and_shows_the_fallback_once(
             assert column.status == "done", column.error
             assert column.answer.text.strip()
             assert not column.backend.facts.extra_bufts
-        notices = [n.message for n in app._notifications if "extra CPU buffer types" in n.message]
+        notices = [message for message in shown if "extra CPU buffer types" in message]
         assert len(notices) == 1 and "SIGILL" in notices[0]

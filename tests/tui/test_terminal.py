@@ -35,7 +35,9 @@ def test_compare_in_a_real_terminal(models_home, tmp_path):
     exe = shutil.which("ondevice", path=os.path.dirname(sys.executable))
     session = f"ondevice-{uuid.uuid4().hex[:8]}"
     done_file = tmp_path / "exit-code"
-    command = f"ONDEVICE_HOME={models_home} {exe} compare {SMOL} --ctx 512 -t 0 -n 16; echo $? > {done_file}"
+    command = (
+        f"ONDEVICE_HOME={models_home} {exe} compare {SMOL} --ctx 512 --temp 0 -n 16; echo $? > {done_file}"
+    )
     tmux("new-session", "-d", "-s", session, "-x", "120", "-y", "40", command)
     try:
         wait_for(session, "· ready")
