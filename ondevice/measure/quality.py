@@ -9,6 +9,7 @@ per-position figures.
 
 from __future__ import annotations
 
+import logging
 import shutil
 import tempfile
 import time
@@ -26,11 +27,13 @@ from ..runtime.logprobs import ChunkScores, ReferenceFiles, concat
 from ..runtime.protocol import LoadOptions, ScoreRequest
 from . import MeasureError
 from .machine import llama_cpp_version, machine_record
-from .results import EvalRun, ModelRecord, QualityResult
+from .results import EvalRun, ModelRecord, QualityResult, Skipped
 from .stats import mean_with_error, percentile, ppl, ppl_ratio, proportion, rms
 
 DEFAULT_TEXT = "pydoc_data.topics"
 METRICS = ("ppl", "kld", "top1", "follow")
+
+log = logging.getLogger("ondevice.measure")
 
 
 @dataclass(frozen=True)
@@ -72,16 +75,31 @@ def vocab_size(model: ResolvedModel) -> int | None:
     return len(tokens) if isinstance(tokens, list) else None
 
 
-def check_vocabularies(models: Sequence[ResolvedModel], reference: ResolvedModel) -> None:
-    """KL divergence compares distributions over the same tokens: refuse before any work."""
-    want = vocab_size(reference)
+def vocabulary_mismatch(
+    model_vocab: int | None, reference_vocab: int | None, model: str, reference: str
+) -> str:
+    """Why `model` cannot be compared with the reference token by token ("" when it can)."""
+    if model_vocab is None or reference_vocab is None or model_vocab == reference_vocab:
+        return ""
+    return (
+        f"{model} has a vocabulary of {model_vocab} tokens but the reference {reference} has "
+        f"{reference_vocab}; KL divergence needs models with the same tokenizer"
+    )
+
+
+def check_vocabularies(models: Sequence[ResolvedModel], reference: ResolvedModel) -> list[Skipped]:
+    """KL divergence compares distributions over the same tokens. A model with another vocabulary is
+    left out (its row says why) before any work; when that leaves none, there is nothing to measure."""
+    skipped = []
     for model in models:
-        have = vocab_size(model)
-        if want is not None and have is not None and have != want:
-            raise MeasureError(
-                f"{model.display_name} has a vocabulary of {have} tokens but the reference "
-                f"{reference.display_name} has {want}; KL divergence needs models with the same tokenizer"
-            )
+        why = vocabulary_mismatch(
+            vocab_size(model), vocab_size(reference), model.display_name, reference.display_name
+        )
+        if why:
+            skipped.append(Skipped(ModelRecord.of(model), why))
+    if skipped and len(skipped) == len(models):
+        raise MeasureError(skipped[0].reason)
+    return skipped
 
 
 def chunk_tokens(tokens: list[int], n_ctx: int, n_chunks: int | None, bos: int | None) -> list[list[int]]:
@@ -114,8 +132,11 @@ def evaluate_quality(
         raise MeasureError("--ctx must be at least 8 tokens for perplexity")
     if settings.needs_reference and reference is None:
         raise MeasureError("KL divergence and same-top need a reference model: pass --reference REF")
-    if reference is not None:
-        check_vocabularies(models, reference)
+    skipped = check_vocabularies(models, reference) if reference is not None else []
+    left_out = {s.model.path for s in skipped}
+    models = [m for m in models if str(m.path) not in left_out]
+    for s in skipped:
+        log.warning("left out of the eval: %s", s.reason)
     options = replace(settings.options, n_ctx=settings.n_ctx)
     first_model = reference or models[0]
     run = EvalRun(
@@ -127,6 +148,7 @@ def evaluate_quality(
         n_chunks=0,
         reference=ModelRecord.of(reference) if reference else None,
         reference_ppl=None,
+        skipped=skipped,
     )
     workdir = Path(tempfile.mkdtemp(prefix="ondevice-eval-"))
     try:
@@ -151,11 +173,17 @@ def evaluate_quality(
                     # Perplexity alone: each model reads the text through its own tokenizer.
                     model_chunks = _chunks_for(worker, text, settings)
                     tracker.total += len(model_chunks) - len(chunks)
-                if reference is not None and worker.facts.n_vocab != n_vocab:
-                    raise MeasureError(
-                        f"{model.display_name} has a vocabulary of {worker.facts.n_vocab} tokens but the "
-                        f"reference has {n_vocab}; KL divergence needs models with the same tokenizer"
+                why = (
+                    ""
+                    if reference is None
+                    else vocabulary_mismatch(
+                        worker.facts.n_vocab, n_vocab, model.display_name, reference.display_name
                     )
+                )
+                if why:  # the header did not say; llama.cpp did
+                    log.warning("left out of the eval: %s", why)
+                    run.skipped.append(Skipped(ModelRecord.of(model), why))
+                    continue
                 scores = _score_all(
                     worker,
                     model_chunks,

@@ -151,6 +151,7 @@ def eval_markdown(run: EvalRun) -> str:
     if run.follow:
         parts.append(follow_markdown(run))
     parts.append(comparison_markdown(run))
+    parts += [f"Left out: {s.reason}" for s in run.skipped]
     return "\n\n".join(parts) + "\n"
 
 

@@ -165,6 +165,14 @@ class FollowResult:
     outcomes: tuple[PromptOutcome, ...]
 
 
+@dataclass(frozen=True)
+class Skipped:
+    """A model an eval left out, and why (another tokenizer than the reference's)."""
+
+    model: ModelRecord
+    reason: str
+
+
 @dataclass
 class EvalRun:
     """One `ondevice eval` call."""
@@ -180,6 +188,7 @@ class EvalRun:
     quality: list[QualityResult] = field(default_factory=list)
     follow: list[FollowResult] = field(default_factory=list)
     speed: list[BenchResult] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
     kind: str = "eval"
     id: str = ""
     schema: int = SCHEMA_VERSION

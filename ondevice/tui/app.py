@@ -100,6 +100,10 @@ class OndeviceApp(App):
             return
         self.push_screen(BenchScreen(self.bench_form))
 
+    def model_choices(self) -> list[Choice]:
+        """Every model this session can open (the store's and the bundled ones); none without a list."""
+        return self._choices() if self._choices is not None else []
+
     def action_open_picker(self) -> None:
         if self._choices is None or self._open_spec is None:
             self.notify("no model list in this session", severity="warning")

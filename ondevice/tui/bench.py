@@ -43,7 +43,15 @@ from ..terminal_text import plain_text
 from ..units import format_bytes
 from .bench_measurer import Measure, bench_settings, eval_metrics
 from .bench_plot import plot_points
-from .bench_rows import COLUMNS, Shown, history_label, kld_points, speed_points, table_cells
+from .bench_rows import (
+    COLUMNS,
+    Shown,
+    history_label,
+    kld_points,
+    reference_options,
+    speed_points,
+    table_cells,
+)
 
 SETTINGS = ("bench-pp", "bench-tg", "bench-reps", "bench-ctx", "bench-chunks", "bench-metrics")
 
@@ -128,8 +136,10 @@ class BenchScreen(Screen):
                 yield Label("Quality", classes="bench-heading")
                 with Horizontal(classes="bench-row"):
                     yield Label("reference", classes="bench-label")
+                    options = reference_options(specs, self.app.model_choices())
+                    self._reference_values = {value for _, value in options}
                     yield Select[str](
-                        ((s.label, s.ref) for s in specs),
+                        options,
                         prompt="none",
                         compact=True,
                         id="bench-reference",
@@ -166,7 +176,7 @@ class BenchScreen(Screen):
         self.query_one("#bench-progress", ProgressBar).display = False  # shown while a run goes
         self.show_results()
         self.read_history()
-        if self.form.reference in {spec.ref for spec in self.app.specs}:
+        if self.form.reference in self._reference_values:
             self.query_one("#bench-reference", Select).value = self.form.reference
         self.query_one("#bench-pp", Input).focus()  # type a setting straight away; F6/F7 run
 

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..measure.results import BenchRun, EvalRun, ModelRecord, Rate
 from ..measure.runs import Run, SavedRun
 from ..measure.stats import Estimate
 from ..units import format_bytes
+
+if TYPE_CHECKING:
+    from ..live import ModelSpec
+    from .picker import Choice
 
 
 @dataclass(frozen=True)
@@ -207,3 +211,30 @@ def table_cells(row: ResultRow) -> dict[str, str]:
 def history_label(run: SavedRun) -> str:
     when = run.created[:16].replace("T", " ")
     return f"{run.kind:<5} {when}  {', '.join(run.models) or '(no models)'}"
+
+
+REFERENCE_WIDTH = 26  # what the settings panel shows of a reference's name
+
+
+def reference_options(specs: Sequence[ModelSpec], choices: Sequence[Choice]) -> list[tuple[str, str]]:
+    """The reference dropdown: the compare's models, then any other model of the store or bundled
+    ones (a reference need not be a column), each shown short enough that its level stays in view."""
+    shown = {spec.ref for spec in specs}
+    options = [(short_label(spec.label), spec.ref) for spec in specs]
+    for choice in choices:
+        if choice.ref not in shown and not any(alias in shown for alias in choice.aliases):
+            options.append((short_label(choice.ref), choice.ref))
+            shown.add(choice.ref)
+    return options
+
+
+def short_label(label: str, width: int = REFERENCE_WIDTH) -> str:
+    """`label` cut in the middle of its name, never in its :QUANT (smollm2-13…-instruct:Q4_1)."""
+    if len(label) <= width:
+        return label
+    name, colon, quant = label.rpartition(":")
+    if not colon or len(quant) > width // 2:
+        return label[: width - 1] + "…"
+    room = width - len(quant) - 2  # the colon and the ellipsis
+    head = (room + 1) // 2
+    return f"{name[:head]}…{name[len(name) - (room - head) :]}:{quant}"

@@ -16,11 +16,10 @@ from ondevice.measure.quality import QualitySettings, evaluate_quality, load_tex
 from ondevice.measure.runs import list_runs
 from ondevice.runtime.protocol import LoadOptions, ScoreRequest
 from ondevice.store import Store
+from tests.support.models import GEMMA, SMOL
 
 pytestmark = pytest.mark.models
 
-SMOL = "bundled:smollm2-135m-instruct"
-GEMMA = "bundled:gemma-3-270m"
 SMALL_EVAL = ["--ctx", "64", "--chunks", "2", "--no-save", "--threads", "1"]
 
 
@@ -172,3 +171,17 @@ def test_perplexity_of_models_with_different_tokenizers(models_home):
         assert scored["n_scored"] == 2 * (64 - 1 - 32)
         assert 1.0 < scored["ppl"]["value"] < 1000
     assert gemma["ppl"]["value"] != smol["ppl"]["value"]
+
+
+@pytest.mark.models
+def test_a_model_with_another_vocabulary_is_left_out_not_the_whole_eval(models_home):
+    args = ["--reference", SMOL, "--ctx", "128", "--chunks", "1", "--json", "--no-save"]
+    result = invoke("eval", GEMMA, SMOL, *args)
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert [q["model"]["name"] for q in data["quality"]] == ["smollm2-135m-instruct:Q4_1"]
+    (skipped,) = data["skipped"]
+    assert skipped["model"]["name"] == "gemma-3-270m:Q4_K_M" and "vocabulary" in skipped["reason"]
+    assert "left out of the eval" in result.stderr
+    alone = invoke("eval", GEMMA, *args)  # nothing left to measure: one error line
+    assert alone.exit_code != 0 and "same tokenizer" in alone.output

@@ -40,3 +40,26 @@ def test_follow_scores_get_a_column_next_to_quality_or_alone():
     alone.follow = run.follow[:1]
     (row,) = Shown().with_run(alone).rows()
     assert table_cells(row)["follow"] == "25.0 / 50.0 %" and "KLD" not in table_cells(row)
+
+
+def test_a_reference_name_is_cut_in_the_middle_so_its_level_stays_in_view():
+    from ondevice.tui.bench_rows import short_label
+
+    assert short_label("gemma-3-270m:Q4_K_M") == "gemma-3-270m:Q4_K_M"
+    cut = short_label("smollm2-135m-instruct-long-name:Q4_K_M", width=22)
+    assert len(cut) == 22 and cut.endswith(":Q4_K_M") and "…" in cut
+
+
+def test_any_model_of_the_store_can_be_the_reference_not_only_a_column():
+    from ondevice.kinds import Kind
+    from ondevice.live import ModelSpec
+    from ondevice.tui.bench_rows import reference_options
+    from ondevice.tui.picker import Choice
+
+    column = ModelSpec("bundled:gemma-3-270m", "gemma-3-270m:Q4_K_M", Kind.BASE, "Q4_K_M", 1, lambda: None)
+    choices = [
+        Choice("gemma-3-270m:Q4_K_M", "base", aliases=("bundled:gemma-3-270m",)),  # the column itself
+        Choice("smollm2-135m-instruct:F16", "instruct"),
+    ]
+    values = [value for _, value in reference_options([column], choices)]
+    assert values == ["bundled:gemma-3-270m", "smollm2-135m-instruct:F16"]
