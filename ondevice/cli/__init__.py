@@ -10,7 +10,7 @@ import click
 
 from ..errors import OndeviceError
 from ..terminal_text import visible_controls
-from . import bench, chat, compare, convert, doctor, eval, models, profiles, quantize, run
+from . import bench, chat, compare, convert, doctor, eval, models, profiles, quantize, run, serve
 from .common import note
 
 DEBUG_ENV = "ONDEVICE_DEBUG"
@@ -79,6 +79,7 @@ cli.add_command(convert.convert)
 cli.add_command(quantize.quantize)
 cli.add_command(profiles.profiles)
 cli.add_command(doctor.doctor)
+cli.add_command(serve.serve)
 
 
 def _terminate(signum: int, frame: object) -> None:
