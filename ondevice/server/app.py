@@ -119,13 +119,13 @@ class Routes:
         return parse_json(b"".join(chunks))
 
     async def models(self, request: Request) -> Response:
-        listing = await asyncio.to_thread(self.pool.listing)
+        listing = await self.pool.listing()
         data = [self._model_object(name, about) for name, about in listing]
         return JSONResponse({"object": "list", "data": data})
 
     async def model(self, request: Request) -> Response:
         name = request.path_params["name"]
-        for listed, about in await asyncio.to_thread(self.pool.listing):
+        for listed, about in await self.pool.listing():
             if listed == name:
                 return JSONResponse(self._model_object(listed, about))
         model = await self._lookup(name)
@@ -147,7 +147,7 @@ class Routes:
             raise api_error(exc) from None
 
     async def status(self, request: Request) -> Response:
-        return JSONResponse(await asyncio.to_thread(self.pool.status))
+        return JSONResponse(self.pool.status())  # on the loop: the slots change there
 
     async def health(self, request: Request) -> Response:
         return JSONResponse({"status": "ok"})

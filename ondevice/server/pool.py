@@ -405,10 +405,10 @@ class ModelPool:
 
     # -- what the status route shows --------------------------------------------------------
 
-    def listing(self) -> list[tuple[str, dict[str, Any]]]:
+    async def listing(self) -> list[tuple[str, dict[str, Any]]]:
         """The models GET /v1/models shows: those named, or the whole store when none was."""
         if not self.named:
-            return store_listing()
+            return await asyncio.to_thread(store_listing)
         return [
             (name, {"kind": model.kind.value, "quantization": model.quant, "loaded": self.is_loaded(model)})
             for name, model in self.named.items()

@@ -1,10 +1,10 @@
 """The two generation requests, read from their JSON bodies and checked field by field.
 
 Fields OpenAI defines and we honour: model, messages / prompt, max_tokens (max_completion_tokens),
-temperature, top_p, seed, stop, stream, stream_options.include_usage, n (1 only); plus llama.cpp's
-top_k. Fields that would change the answer's meaning and that we cannot honour (tools, n > 1,
-logprobs, a JSON response format, ...) are refused rather than ignored; the rest (user, metadata,
-penalties we do not implement ...) are ignored, as llama-server does.
+temperature, top_p, seed, stop, stream, stream_options.include_usage, n (1 only); plus llama-server's
+top_k and ignore_eos (for measuring). Fields that would change the answer's meaning and that we cannot
+honour (tools, n > 1, logprobs, a JSON response format, ...) are refused rather than ignored; the rest
+(user, metadata, penalties we do not implement ...) are ignored, as llama-server does.
 """
 
 from __future__ import annotations
@@ -118,6 +118,7 @@ def _common(body: dict[str, Any], max_tokens_alias: str | None = None) -> dict[s
         top_k=_integer(body, "top_k", DEFAULT_TOP_K, 0, INT32_MAX),
         seed=_integer(body, "seed", None, INT64_MIN, INT64_MAX),
         stop=_stops(body.get("stop")),
+        ignore_eos=_boolean(body, "ignore_eos", False),
     )
     return {"model": model.strip(), "params": params, "stream": stream, "include_usage": include_usage}
 

@@ -14,8 +14,9 @@ from ondevice.errors import PromptError, WorkerDied
 from ondevice.planning.preflight import InsufficientMemoryError
 from ondevice.prompting import PromptMode
 from ondevice.runtime.engine import Event
-from ondevice.runtime.protocol import GenerateRequest
+from ondevice.runtime.protocol import GenerateRequest, LoadOptions
 from ondevice.server.app import create_app
+from ondevice.server.pool import ModelPool
 from tests.support.fake_backend import FakeBackend
 from tests.support.serving import fake_pool, sse_events, wait_until
 
@@ -243,3 +244,18 @@ async def _until(condition, timeout: float = 5.0) -> None:
     while not condition():
         assert loop.time() < deadline, "timed out"
         await asyncio.sleep(0.01)
+
+
+def test_without_named_models_the_store_is_served_by_name_and_paths_are_refused(models_home, opened):
+    pool = ModelPool({}, options_for=lambda model: LoadOptions(), open_backend=lambda m, o: opener(opened)())
+    with TestClient(create_app(pool)) as client:
+        listed = [m["id"] for m in client.get("/v1/models").json()["data"]]
+        assert sorted(listed) == ["gemma-3-270m:Q4_K_M", "smollm2-135m-instruct:Q4_1"]
+        for name in ("smollm2-135m-instruct", "smollm2-135m-instruct:Q4_1"):
+            assert client.post("/v1/chat/completions", json={**CHAT, "model": name}).status_code == 200
+        gguf = str(next(models_home.rglob("*.gguf")))
+        for name in (gguf, "bundled:smollm2-135m-instruct", "hf:org/repo", "../x.gguf", "nothing-here"):
+            error_of(
+                client.post("/v1/chat/completions", json={**CHAT, "model": name}), 404, "model_not_found"
+            )
+    assert len(opened) == 1  # both names are the same model: one worker
