@@ -102,7 +102,7 @@ def test_a_client_that_goes_away_mid_stream_frees_the_model(url):
         left = time.monotonic()
     # Closed after one chunk of 400: the generation is cancelled at once, not run to its end.
     wait_until(lambda: status_of(url, GEMMA)["requests_served"] == served_before + 1, 10, "the cancel")
-    assert time.monotonic() - left < 5
+    assert time.monotonic() - left < 8  # 400 tokens take far longer
     status, text, _, _ = streamed(url, chat_body(GEMMA, "Hello", 4))
     assert status == 200 and text
 
