@@ -185,7 +185,11 @@ def main() -> None:
         f"serve / run generation tok/s: {serve_rate / run_rate:.3f} (median of per-round ratios "
         f"{statistics.median(ratios):.3f}; goal >= 0.95)"
     )
-    print(f"HTTP path's time-to-first-token overhead: {(serve_ttft - run_ttft) * 1000:+.1f} ms (medians)")
+    extra = [(s[1] - r[1]) * 1000 for s, r in zip(rows["serve"], rows["run"], strict=True)]
+    print(
+        f"HTTP path's time-to-first-token overhead: {statistics.median(extra):+.1f} ms (median of "
+        f"per-round differences; {(serve_ttft - run_ttft) * 1000:+.1f} ms between the medians)"
+    )
     if "llama-server" in medians:
         bare_rate, bare_ttft = medians["llama-server"]
         print(
