@@ -10,7 +10,7 @@ import click
 
 from ..errors import OndeviceError
 from ..terminal_text import visible_controls
-from . import bench, chat, compare, convert, doctor, eval, models, profiles, quantize, run, runs
+from . import bench, chat, compare, convert, doctor, eval, models, profiles, quantize, run, runs, serve
 from .common import note
 
 DEBUG_ENV = "ONDEVICE_DEBUG"
@@ -80,6 +80,7 @@ cli.add_command(quantize.quantize)
 cli.add_command(profiles.profiles)
 cli.add_command(doctor.doctor)
 cli.add_command(runs.runs)
+cli.add_command(serve.serve)
 
 
 def _terminate(signum: int, frame: object) -> None:

@@ -1,0 +1,1 @@
+"""`ondevice serve`: a local OpenAI-compatible HTTP API over the model workers."""
