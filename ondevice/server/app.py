@@ -129,7 +129,7 @@ class Routes:
             if listed == name:
                 return JSONResponse(self._model_object(listed, about))
         model = await self._lookup(name)
-        return JSONResponse(self._model_object(name, {"kind": model.kind.value, "quantization": model.quant}))
+        return JSONResponse(self._model_object(name, {"kind": model.kind.value, "quant": model.quant}))
 
     def _model_object(self, name: str, about: dict[str, Any]) -> dict[str, Any]:
         return {

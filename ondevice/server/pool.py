@@ -90,7 +90,7 @@ def find_in_store(name: str) -> ResolvedModel:
 def store_listing() -> list[tuple[str, dict[str, Any]]]:
     """Every model in the store, as (the name clients use, what it is)."""
     return [
-        (entry.manifest.ref, {"kind": entry.manifest.kind.value, "quantization": entry.manifest.quant})
+        (entry.manifest.ref, {"kind": entry.manifest.kind.value, "quant": entry.manifest.quant})
         for entry in Store().entries()
     ]
 
@@ -410,7 +410,7 @@ class ModelPool:
         if not self.named:
             return await asyncio.to_thread(store_listing)
         return [
-            (name, {"kind": model.kind.value, "quantization": model.quant, "loaded": self.is_loaded(model)})
+            (name, {"kind": model.kind.value, "quant": model.quant, "loaded": self.is_loaded(model)})
             for name, model in self.named.items()
         ]
 
@@ -432,7 +432,7 @@ class ModelPool:
                     "model": slot.model.display_name,
                     "names": [n for n, m in self.named.items() if m.path == slot.model.path],
                     "kind": slot.model.kind.value,
-                    "quantization": slot.model.quant,
+                    "quant": slot.model.quant,
                     "loaded": backend is not None,
                     "pid": backend.facts.pid if backend is not None else None,
                     "memory_bytes": backend.rss_bytes() if backend is not None else 0,

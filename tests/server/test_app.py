@@ -76,7 +76,7 @@ def error_of(response: httpx.Response, status: int, code: str | None = None) -> 
 def test_models_lists_those_named(client):
     body = client.get("/v1/models").json()
     assert [m["id"] for m in body["data"]] == ["chatty", "base-model", "too-long"]
-    assert body["data"][1]["ondevice"] == {"kind": "base", "quantization": "Q4_0", "loaded": False}
+    assert body["data"][1]["ondevice"] == {"kind": "base", "quant": "Q4_0", "loaded": False}
     assert client.get("/v1/models/chatty").json()["id"] == "chatty"
     error_of(client.get("/v1/models/nope"), 404, "model_not_found")
 
