@@ -67,6 +67,12 @@ def test_sigterm_stops_the_server_and_every_worker_and_exits_0(models_home, stop
     workers = psutil.Process(process.pid).children(recursive=True)
     (loaded,) = httpx.get(f"{url}/ondevice/status", headers=key).json()["models"]
     assert loaded["pid"] in {w.pid for w in workers}
+    # The model runs in the worker: llama.cpp's libraries are mapped there, never in the server.
+    mapped = {Path(m.path).name for m in psutil.Process(process.pid).memory_maps()}
+    assert not any(name.startswith(("libllama", "libggml")) for name in mapped), mapped
+    assert any(
+        m.path.endswith(".so") and "libllama" in m.path for m in psutil.Process(loaded["pid"]).memory_maps()
+    )
     # SIGTERM mid-stream: that stream ends cleanly (a finish reason, then [DONE]), then the server.
     long = {**body, "max_tokens": 400, "stream": True}
     with httpx.stream("POST", f"{url}/v1/chat/completions", json=long, headers=key, timeout=60) as r:
