@@ -126,7 +126,7 @@ def bench_model(
                     repetitions=settings.repetitions,
                     pp=rate(pp),
                     tg=rate(tg),
-                    time_to_first_token=(
+                    time_to_first_token_seconds=(
                         Estimate(mean(ft := [t.first_token_seconds for t in pp]), stddev(ft)) if pp else None
                     ),
                     load_seconds=facts.load_seconds,

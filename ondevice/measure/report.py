@@ -18,6 +18,7 @@ def bench_rows(run: BenchRun) -> list[dict[str, Any]]:
     """One row per model, thread count and test, as llama-bench's CSV has them."""
     rows = []
     for r in run.results:
+        ttft = r.time_to_first_token_seconds
         for test, n, rate in (("pp", r.n_prompt, r.pp), ("tg", r.n_gen, r.tg)):
             if rate is None:
                 continue
@@ -40,7 +41,7 @@ def bench_rows(run: BenchRun) -> list[dict[str, Any]]:
                     "stddev_ts": round(rate.stddev, 4),
                     "median_ts": round(rate.median, 4),
                     "samples_ts": ";".join(f"{s:.4f}" for s in rate.samples),
-                    "ttft_s": round(r.time_to_first_token.value, 6) if r.time_to_first_token else "",
+                    "ttft_s": round(ttft.value, 6) if ttft else "",
                     "load_s": round(r.load_seconds, 4),
                     "peak_rss_bytes": r.memory.peak_rss_bytes,
                     "model_buffer_bytes": r.memory.model_buffer_bytes,
@@ -80,7 +81,7 @@ def bench_markdown(run: BenchRun) -> str:
                 format_bytes(r.memory.kv_cache_bytes),
                 format_bytes(r.memory.compute_buffer_bytes),
                 f"{r.load_seconds:.3f} s",
-                f"{r.time_to_first_token.value:.3f} s" if r.time_to_first_token else "-",
+                f"{r.time_to_first_token_seconds.value:.3f} s" if r.time_to_first_token_seconds else "-",
             ]
             for r in _first_per_model(run.results)
         ],

@@ -12,7 +12,9 @@ from ..units import format_params
 from . import report
 from .stats import Estimate
 
-SCHEMA_VERSION = 1  # of saved bench and eval runs; a reader refuses a newer one with a clear line
+# Of saved bench and eval runs; a reader refuses a newer one with a clear line, upgrades an older one.
+# 2: `time_to_first_token` became `time_to_first_token_seconds`, the name `run --json` has.
+SCHEMA_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -86,9 +88,21 @@ class BenchResult:
     repetitions: int
     pp: Rate | None
     tg: Rate | None
-    time_to_first_token: Estimate | None  # seconds: mean ± stddev after a p-token prompt
+    time_to_first_token_seconds: Estimate | None  # mean ± stddev after a p-token prompt
     load_seconds: float
     memory: Memory
+
+
+def upgrade(data: dict[str, Any]) -> dict[str, Any]:
+    """A saved run's JSON of an older schema in the current one's shape (the file is left alone)."""
+    schema = data.get("schema", 1)
+    if isinstance(schema, int) and schema < 2:
+        for key in ("results", "speed"):  # a bench's, an eval's
+            results = data.get(key)
+            for result in results if isinstance(results, list) else ():
+                if isinstance(result, dict) and "time_to_first_token" in result:
+                    result["time_to_first_token_seconds"] = result.pop("time_to_first_token")
+    return data | {"schema": SCHEMA_VERSION}
 
 
 @dataclass

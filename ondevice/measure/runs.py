@@ -15,7 +15,7 @@ from .. import locations
 from ..atomic import write_text_atomic
 from ..errors import StoreError, UnknownReferenceError
 from ..records import from_dict
-from .results import SCHEMA_VERSION, BenchRun, EvalRun
+from .results import SCHEMA_VERSION, BenchRun, EvalRun, upgrade
 
 Run = BenchRun | EvalRun
 _KINDS: dict[str, type[BenchRun] | type[EvalRun]] = {"bench": BenchRun, "eval": EvalRun}
@@ -54,10 +54,10 @@ def load_run(path: Path) -> Run:
         raise StoreError(f"cannot read the saved run {path}: {exc}") from None
     if not isinstance(data, dict) or data.get("kind") not in _KINDS:
         raise StoreError(f"{path} is not a saved bench or eval run")
-    schema = data.get("schema", SCHEMA_VERSION)
+    schema = data.get("schema", 1)
     if not isinstance(schema, int) or schema > SCHEMA_VERSION:
         raise StoreError(f"{path.name} was written by a newer ondevice (run schema {schema!r})")
-    return from_dict(_KINDS[data["kind"]], data, path.name)
+    return from_dict(_KINDS[data["kind"]], upgrade(data), path.name)
 
 
 def run_models(run: Run) -> tuple[str, ...]:

@@ -156,7 +156,7 @@ class GenerationStats:
             "generated_tokens": self.generated_tokens,
             "prompt_seconds": round(self.prompt_seconds, 6),
             "generation_seconds": round(self.generation_seconds, 6),
-            "time_to_first_token_s": round(self.time_to_first_token, 6),
+            "time_to_first_token_seconds": round(self.time_to_first_token, 6),
             "prompt_tps": round(self.prompt_tps, 3),
             "generation_tps": round(self.generation_tps, 3),
             "peak_rss_bytes": self.peak_rss_bytes,

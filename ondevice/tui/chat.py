@@ -24,6 +24,7 @@ from ..runtime.protocol import Finished, GenerationParams, PromptReady
 from ..terminal_text import plain_text
 from ..transcript import Transcript, Turn
 from .column import ModelColumn
+from .message_box import MessageBox
 from .stream_text import StreamText
 
 
@@ -96,12 +97,12 @@ class ChatScreen(Screen):
         with Horizontal(id="chat-controls"):
             yield Label(self._target_text(), id="target")
             yield Input(placeholder="system prompt (Enter sets it; the conversation goes on)", id="system")
-        yield Input(placeholder="Say something and press Enter", id="chat-input")
+        yield MessageBox("Say something: Enter sends, Ctrl+J starts a new line", id="chat-input")
         yield Footer()
 
     def on_mount(self) -> None:
         self.title = "ondevice chat"
-        self.query_one("#chat-input", Input).focus()
+        self.query_one("#chat-input", MessageBox).focus()
 
     def _targets(self) -> list[ModelColumn]:
         chosen = self.columns if self.target is None else [self.columns[self.target]]
@@ -174,13 +175,13 @@ class ChatScreen(Screen):
             self.notify(f"unknown command {line.word}; /help lists them", severity="warning", markup=False)
         return True
 
-    @on(Input.Submitted, "#chat-input")
-    def send(self, event: Input.Submitted) -> None:
+    @on(MessageBox.Submitted, "#chat-input")
+    def send(self, event: MessageBox.Submitted) -> None:
         text = event.value.strip()
         if not text:
             return
         if self._command(text):
-            event.input.value = ""
+            event.message_box.value = ""
             return
         if self.busy:
             self.notify("still answering: Esc stops it", severity="warning")
@@ -189,7 +190,7 @@ class ChatScreen(Screen):
         if not targets:
             self.notify("no model is loaded yet", severity="warning")
             return
-        event.input.value = ""
+        event.message_box.value = ""
         log = self.query_one("#chat-log", VerticalScroll)
         log.mount(Bubble("you", text, "user"))
         self.transcript.turns.append(Turn("user", text))

@@ -32,8 +32,10 @@ time to first token, tokens and the model worker's memory.
 A **base** model continues raw text; an **instruct** model gets your prompt inside its chat template.
 F2 shows the difference.
 
-In **chat**: Enter sends, Ctrl+B switches between one model and all of them, Ctrl+N starts over,
-Ctrl+S saves the transcript as Markdown, Ctrl+O as JSON (with the sampling settings), Esc goes back.
+In **chat**: Enter sends, Ctrl+J starts a new line (so does Shift+Enter in terminals that tell it
+from Enter, such as kitty, WezTerm and foot), Ctrl+B switches between one model and all of them,
+Ctrl+N starts over, Ctrl+S saves the transcript as Markdown, Ctrl+O as JSON (with the sampling
+settings), Esc goes back.
 As in Ollama, `/system TEXT` sets the system prompt and the conversation goes on, `/reset` starts
 over, `/help` shows this.
 

@@ -19,6 +19,7 @@ from ondevice.errors import GGUFError
 from tests.support.cli import invoke, one_error_line
 from tests.support.gguf_samples import write_tiny_gguf
 from tests.support.models import GEMMA, SMOL
+from tests.support.readme import json_fields
 
 # -- models ----------------------------------------------------------------------------------
 
@@ -104,6 +105,8 @@ def test_run_json_is_one_object_with_the_text(models_home):
     assert data["model"]["kind"] == "base" and data["prompt_text"] == "The capital of France is"
     assert data["text"] and data["generated_tokens"] == 12 and data["stop_reason"] == "length"
     assert data["generation_tps"] > 0 and data["peak_rss_bytes"] > 0
+    assert sorted(data) == sorted(json_fields("run"))  # the README lists exactly these
+    assert data["time_to_first_token_seconds"] > 0  # the name bench's saved runs use
 
 
 def test_compare_plain_shows_both_models_side_by_side(models_home):

@@ -61,7 +61,8 @@ def test_bench_library_measures_speed_and_memory(smol):
     assert result.memory.peak_rss_bytes > smol.summary.file_size
     assert result.memory.model_buffer_bytes > 0.9 * smol.summary.file_size
     assert result.memory.kv_cache_bytes > 0 and result.memory.compute_buffer_bytes > 0
-    assert result.load_seconds > 0 and result.time_to_first_token and result.time_to_first_token.value > 0
+    ttft = result.time_to_first_token_seconds
+    assert result.load_seconds > 0 and ttft and ttft.value > 0
     assert steps[-1].done == steps[-1].total and any("pp16" in s.step for s in steps)
 
 

@@ -16,7 +16,8 @@ from ondevice.prompting import PromptMode
 from ondevice.runtime.protocol import GenerationParams
 from ondevice.tui.app import OndeviceApp
 from ondevice.tui.chat import Bubble, ChatScreen
-from ondevice.tui.dialogs import HelpScreen, PromptsScreen
+from ondevice.tui.dialogs import HELP, HelpScreen, PromptsScreen
+from ondevice.tui.message_box import MessageBox
 from ondevice.tui.picker import Choice, PickerScreen
 from tests.support.fake_backend import FakeBackend, fake_spec
 
@@ -160,7 +161,7 @@ async def test_chat_broadcast_target_reset_and_save(isolated_home):
         await pilot.press("f3")
         chat = app.screen
         assert isinstance(chat, ChatScreen)
-        chat.query_one("#chat-input", Input).value = "Hi"
+        chat.query_one("#chat-input", MessageBox).value = "Hi"
         await pilot.press("enter")
         await settle(app, pilot)
         bubbles = list(chat.query(Bubble))
@@ -171,7 +172,7 @@ async def test_chat_broadcast_target_reset_and_save(isolated_home):
         await pilot.press("ctrl+b")  # to: base-model only
         await pilot.press("ctrl+b")  # to: instruct-model only
         assert "instruct-model" in str(chat.query_one("#target", Label).render())
-        chat.query_one("#chat-input", Input).value = "And then?"
+        chat.query_one("#chat-input", MessageBox).value = "And then?"
         await pilot.press("enter")
         await settle(app, pilot)
         assert len(base.requests) == 1 and len(instruct.requests) == 2
@@ -193,27 +194,45 @@ async def test_chat_broadcast_target_reset_and_save(isolated_home):
         chat.query_one("#system", Input).value = "Be brief."
         chat.query_one("#system", Input).focus()
         await pilot.press("enter")
-        chat.query_one("#chat-input", Input).value = "Hello"
-        chat.query_one("#chat-input", Input).focus()
+        chat.query_one("#chat-input", MessageBox).value = "Hello"
+        chat.query_one("#chat-input", MessageBox).focus()
         await pilot.press("enter")
         await settle(app, pilot)
         assert instruct.requests[-1].messages[0].content == "Be brief."
         # A new system prompt keeps the conversation, as Ollama's /system does; /help is help.
-        chat.query_one("#chat-input", Input).value = "/system Be very brief."
+        chat.query_one("#chat-input", MessageBox).value = "/system Be very brief."
         await pilot.press("enter")
         assert chat.transcript.system == "Be very brief." and len(list(chat.query(Bubble))) == 2
-        chat.query_one("#chat-input", Input).value = "Again"
+        chat.query_one("#chat-input", MessageBox).value = "Again"
         await pilot.press("enter")
         await settle(app, pilot)
         sent = instruct.requests[-1].messages
         assert [m.role for m in sent] == ["system", "user", "assistant", "user"]
         assert sent[0].content == "Be very brief." and sent[1].content == "Hello"
-        chat.query_one("#chat-input", Input).value = "/help"
+        chat.query_one("#chat-input", MessageBox).value = "/help"
         await pilot.press("enter")
         assert isinstance(app.screen, HelpScreen)
         await pilot.press("escape")
         await pilot.press("escape")
         assert app.screen is app.compare
+
+
+async def test_chat_message_spans_lines_with_ctrl_j_and_enter_sends():
+    app, _, instruct = two_model_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        await pilot.press("f3")
+        chat = app.screen
+        assert isinstance(chat, ChatScreen)
+        await pilot.press("ctrl+b", "ctrl+b")  # to the instruct model alone
+        await pilot.press(*"Two lines:", "ctrl+j", *"one", "shift+enter", *"two")
+        box = chat.query_one("#chat-input", MessageBox)
+        assert app.focused is box and box.value == "Two lines:\none\ntwo" and not instruct.requests
+        await pilot.press("enter")
+        await settle(app, pilot)
+        assert instruct.requests[-1].messages[-1].content == "Two lines:\none\ntwo"
+        assert box.value == "" and next(b.text.strip() for b in chat.query(Bubble)) == "Two lines:\none\ntwo"
+        assert "Ctrl+J starts a new line" in HELP
 
 
 async def test_picker_swaps_models_and_keeps_loaded_ones():
@@ -272,7 +291,7 @@ def test_chat_screen_snapshot(snap_compare):
     async def run_before(pilot) -> None:
         await settle(app, pilot)
         await pilot.press("f3")
-        app.screen.query_one("#chat-input", Input).value = "Hi"
+        app.screen.query_one("#chat-input", MessageBox).value = "Hi"
         await pilot.press("enter")
         await settle(app, pilot)
 

@@ -192,8 +192,8 @@ async def test_a_bench_run_shows_progress_then_fills_the_table_and_plot_and_is_s
         assert bar.progress == bar.total
         table = screen.query_one("#bench-table", DataTable)
         assert column(table, "model") == list(NAMES)  # largest file first
-        tg = [float(cell.split(" ± ")[0]) for cell in column(table, "tg t/s")]
-        assert tg == sorted(tg) and all(cell.endswith(" ± 0.0") for cell in column(table, "tg t/s"))
+        tg = [float(cell.split("±")[0]) for cell in column(table, "tg t/s")]
+        assert tg == sorted(tg) and all(cell.endswith("±0.0") for cell in column(table, "tg t/s"))
         assert "KLD" not in [c.key.value for c in table.ordered_columns]
         assert [label for label, _, _ in speed_points(screen.shown.rows())] == list(NAMES)
         speed_plot = plot_text(screen, "plot-speed")
@@ -294,7 +294,7 @@ async def test_an_eval_against_a_reference_fills_kld_and_joins_the_bench(tiny_mo
         table = screen.query_one("#bench-table", DataTable)
         assert column(table, "model") == [f"{NAMES[0]} (ref)", *NAMES[1:]]
         assert column(table, "KLD")[0] == "reference"
-        assert all(" ± " in cell for cell in column(table, "tg t/s"))  # speed and quality side by side
+        assert all("±" in cell for cell in column(table, "tg t/s"))  # speed and quality side by side
         assert column(table, "same top")[1:] == ["90.0 %", "90.0 %"]
         klds = kld_points(screen.shown.rows())
         assert [label for label, _, _ in klds] == list(NAMES) and klds[0][2] == 0.0
@@ -391,13 +391,13 @@ async def test_saved_runs_are_listed_and_load_into_the_table_and_plots():
         await wait_for(pilot, lambda: screen.shown.ids == ["bench-20260101-100000-1"])
         table = screen.query_one("#bench-table", DataTable)
         assert column(table, "quant") == ["F16", "Q8_0", "Q4_K_M", "Q2_K"]
-        assert column(table, "tg t/s")[2] == "52.3 ± 1.3"
+        assert column(table, "tg t/s")[2] == "52.3±1.3"
         assert "● Q2_K" in plot_text(screen, "plot-speed") or "Q2_K ●" in plot_text(screen, "plot-speed")
         await pick_past_run(screen, pilot, 0)
         await settle(app, pilot)
         await wait_for(pilot, lambda: len(screen.shown.ids) == 2)
-        assert column(table, "KLD")[1:] == ["0.0011 ± 0.0000", "0.0212 ± 0.0007", "0.1350 ± 0.0045"]
-        assert column(table, "PPL ratio")[3] == "1.1544" and column(table, "tg t/s")[3] == "55.0 ± 1.4"
+        assert column(table, "KLD")[1:] == ["0.0011±0.0000", "0.0212±0.0007", "0.1350±0.0045"]
+        assert column(table, "PPL ratio")[3] == "1.1544" and column(table, "tg t/s")[3] == "55.0±1.4"
 
 
 async def test_a_run_this_version_cannot_read_is_left_out_or_an_error_not_a_crash(isolated_home):
@@ -456,6 +456,25 @@ async def test_real_models_bench_and_eval_from_the_screen(smol, gemma):
         status = str(screen.query_one("#bench-status", Label).render())
         table = screen.query_one("#bench-table", DataTable)
         assert table.row_count == 2 and "eval done" in status, status
-        assert all(float(cell.split(" ± ")[0]) > 0 for cell in column(table, "tg t/s"))
+        assert all(float(cell.split("±")[0]) > 0 for cell in column(table, "tg t/s"))
         assert [cell == "-" for cell in column(table, "PPL")] == [True, False]  # gemma is larger
         assert sorted(r.kind for r in list_runs()) == ["bench", "eval"]
+
+
+async def test_quality_columns_stay_in_view_at_100_by_30():
+    save_run(saved_bench())
+    save_run(saved_eval())
+    app = ladder_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await open_bench(app, pilot)
+        await pick_past_run(screen, pilot, 1)
+        await settle(app, pilot)
+        await pick_past_run(screen, pilot, 0)
+        await settle(app, pilot)
+        await wait_for(pilot, lambda: len(screen.shown.ids) == 2)
+        await pilot.pause(0.05)
+        table = screen.query_one("#bench-table", DataTable)
+        header = "".join(segment.text for segment in table.render_line(0))
+        assert "KLD" in header, header  # what is in view without scrolling sideways
+        first = "".join(segment.text for segment in table.render_line(2))  # row 2: Q8_0
+        assert "0.0011±0.0000" in first and "Q8_0" in first, first

@@ -63,3 +63,11 @@ def test_any_model_of_the_store_can_be_the_reference_not_only_a_column():
     ]
     values = [value for _, value in reference_options([column], choices)]
     assert values == ["bundled:gemma-3-270m", "smollm2-135m-instruct:F16"]
+
+
+def test_table_cells_stay_narrow_a_long_name_cut_in_the_middle():
+    rows = Shown(saved_bench()).with_run(saved_eval()).rows()
+    cells = [table_cells(row) for row in rows]
+    assert [c["model"] for c in cells] == ["smollm…truct (ref)"] + ["smollm2-1…instruct"] * 3
+    assert all(len(c["model"]) <= 18 for c in cells)
+    assert cells[1]["KLD"] == "0.0011±0.0000" and cells[1]["tg t/s"] == "48.9±1.2"
