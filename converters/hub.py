@@ -206,6 +206,11 @@ def download(
     `notify` gets one line per step.
     """
     ref = parse_hub_ref(ref) if isinstance(ref, str) else ref
+    if ref.quant:
+        raise HubError(
+            f"{ref}: ':{ref.quant}' picks a file of a GGUF repo; `ondevice models pull {ref}` fetches it, "
+            "a conversion takes hf:ORG/REPO[@REV]"
+        )
     settings = settings or HubSettings.from_env()
     say = notify or (lambda _line: None)
     if settings.offline:

@@ -1,4 +1,4 @@
-"""What ondevice takes from a Hugging Face Hub repo: `hf:ORG/REPO[@REV]` references, the files a
+"""What ondevice takes from a Hugging Face Hub repo: `hf:ORG/REPO[@REV][:QUANT]` references, the files a
 conversion fetches (safetensors, config, tokenizer), and what is refused before anything is downloaded
 (pickled-only weights, remote code, file names that would escape the snapshot directory)."""
 
@@ -30,6 +30,7 @@ CONFIG_FILES = (
 PICKLED_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
 _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 _REVISION = re.compile(r"^[A-Za-z0-9._][A-Za-z0-9._/-]{0,199}$")
+_QUANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_]{0,31}$")
 COMMIT_SHA = re.compile(r"^[0-9a-f]{40}$")
 
 
@@ -46,10 +47,12 @@ class HubUnreachableError(HubError):
 
 @dataclass(frozen=True)
 class HubRef:
-    """A Hub model repo at a revision (branch, tag or commit)."""
+    """A Hub model repo at a revision (branch, tag or commit), and for a repo of GGUF files the
+    quantization level wanted (`:Q4_K_M`, as llama.cpp's `-hf` and Ollama's `hf.co/` take it)."""
 
     repo_id: str
     revision: str = "main"
+    quant: str | None = None
 
     @property
     def name(self) -> str:
@@ -57,12 +60,18 @@ class HubRef:
         return self.repo_id.split("/", 1)[1]
 
     def __str__(self) -> str:
-        return f"{PREFIX}{self.repo_id}@{self.revision}"
+        return f"{PREFIX}{self.repo_id}@{self.revision}" + (f":{self.quant}" if self.quant else "")
 
 
 def parse_hub_ref(text: str, default_revision: str = "main") -> HubRef:
-    """`hf:ORG/REPO[@REV]` (the `hf:` prefix is optional) as a HubRef; anything else is one clear line."""
+    """`hf:ORG/REPO[@REV][:QUANT]` (the `hf:` prefix is optional) as a HubRef; anything else is one
+    clear line. Neither a repo id nor a git revision holds a ':', so the first one starts QUANT."""
     body = text.strip().removeprefix(PREFIX)
+    body, colon, quant = body.partition(":")
+    if colon and not _QUANT.match(quant):
+        raise HubError(
+            f"{text!r}: {quant!r} is not a quantization level; write hf:ORG/REPO[@REV]:QUANT (e.g. :Q4_K_M)"
+        )
     repo_id, at, revision = body.partition("@")
     if at and not revision:
         raise HubError(f"{text!r}: nothing after '@'; write hf:ORG/REPO@REVISION (a branch, tag or commit)")
@@ -71,7 +80,7 @@ def parse_hub_ref(text: str, default_revision: str = "main") -> HubRef:
         raise HubError(f"{text!r} is not a Hub model reference; write hf:ORG/REPO or hf:ORG/REPO@REVISION")
     if not _REVISION.match(revision) or ".." in revision or revision.endswith("/"):
         raise HubError(f"{text!r}: {revision!r} is not a valid revision (a branch, tag or commit sha)")
-    return HubRef(repo_id, revision)
+    return HubRef(repo_id, revision, quant or None)
 
 
 # -- what to fetch, and what to refuse ---------------------------------------------------------

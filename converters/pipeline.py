@@ -20,8 +20,9 @@ from ondevice.progress import ProgressFn
 from ondevice.refs import pull_bundled
 from ondevice.store import Manifest, Store, StoreEntry
 
+from . import hub_gguf
 from .hf_to_gguf import OutType, convert
-from .hub_rules import parse_hub_ref
+from .hub_rules import HubRef, parse_hub_ref
 from .quantize import parse_levels, quantize
 
 __all__ = ["PullError", "PullResult", "PulledFile", "find_pair", "pull_pair"]
@@ -114,13 +115,16 @@ def pull_pair(
     store: Store | None = None,
     kinds: tuple[str, ...] | list[str] = ROLES,
     outtype: OutType | str = OutType.F16,
+    convert_only: bool = False,
     progress: ProgressFn | None = None,
     notify: Callable[[str], None] | None = None,
 ) -> PullResult:
     """Download, convert and quantize the pair's base and/or instruct model; return every file written.
 
-    `levels` defaults to the profile's ladder; a level equal to `outtype` is the conversion itself. All
-    arguments are checked before anything is downloaded. `progress` hears every step's events, each
+    `levels` defaults to the profile's ladder; a level equal to `outtype` is the conversion itself. A role
+    whose profile names a GGUF repo (`base_gguf`, `instruct_gguf`) is pulled from it instead, at each of
+    `levels` (default Q4_K_M, llama.cpp's), unless `convert_only`. All arguments are checked before
+    anything is downloaded. `progress` hears every step's events, each
     task named after its role ("base: quantize ...").
     """
     pair = find_pair(pair_name)
@@ -140,11 +144,21 @@ def pull_pair(
         role: (pair.base, pair.base_revision) if role == "base" else (pair.instruct, pair.instruct_revision)
         for role in roles
     }
+    gguf_repos = {
+        role: pair.gguf_repo(role) for role in roles if pair.route(role) == "gguf" and not convert_only
+    }
+    gguf_levels = [
+        n.strip() for n in (levels.split(",") if isinstance(levels, str) else levels or []) if n.strip()
+    ]
     targets: dict[str, str] = {}  # store names: the repos' names, told apart if they are the same
     for role, (repo, revision) in sources.items():
         if not repo:
             raise PullError(f"model-pair profile {pair.name} names no {role} model")
-        if not repo.startswith("bundled:"):
+        if role in gguf_repos:
+            gguf_repo, gguf_revision = gguf_repos[role]
+            parse_hub_ref(f"{gguf_repo}@{gguf_revision or 'main'}")  # a bad ref fails now
+            targets[role] = hub_gguf.store_name(gguf_repo)
+        elif not repo.startswith("bundled:"):
             targets[role] = parse_hub_ref(f"{repo}@{revision or 'main'}").name  # a bad ref fails now
     if len(set(targets.values())) < len(targets):
         targets = {role: f"{name}-{role}" for role, name in targets.items()}
@@ -152,6 +166,21 @@ def pull_pair(
     for role, (repo, revision) in sources.items():
         kind = Kind(role)
         as_role = _as_role(role, progress)
+        if role in gguf_repos:
+            gguf_repo, gguf_revision = gguf_repos[role]
+            for level in gguf_levels or [hub_gguf.DEFAULT_LEVEL]:
+                say(f"{role}: fetching {gguf_repo}@{gguf_revision}:{level} (ready-made GGUF)")
+                pulled = hub_gguf.pull(
+                    HubRef(gguf_repo, gguf_revision or "main", level),
+                    store=store,
+                    name=targets[role],
+                    declared_kind=kind,
+                    declared_by=f"the model-pair profile {pair.name}",
+                    progress=as_role,
+                    notify=lambda line, role=role: say(f"{role}: {line}"),
+                )
+                result.files.append(_pulled(role, pulled.entry.manifest, pulled.entry.path))
+            continue
         if repo.startswith("bundled:"):
             if levels is not None:
                 result.notes.append(f"{repo} ships already quantized; --levels does not apply to it")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from . import bundled
 from .errors import UnknownReferenceError
-from .gguf_file import read_gguf
+from .gguf_file import read_gguf_model
 from .gguf_summary import GGUFSummary
 from .kinds import Kind, decide_kind
 from .progress import ProgressFn
@@ -167,7 +167,7 @@ def _from_store(
         hint = f"; did you mean {', '.join(close)}?" if close else f"; known: {', '.join(known)}"
         raise UnknownReferenceError(f"unknown model reference {ref!r}{hint}") from exc
     store.verify(entry, full=False)  # a replaced file is caught here; sha256 where it matters (verify)
-    summary = read_gguf(entry.path)
+    summary = read_gguf_model(entry.path)
     manifest = entry.manifest
     return ResolvedModel(
         ref=ref,
@@ -181,7 +181,7 @@ def _from_store(
 
 
 def _from_path(ref: str, path: Path) -> ResolvedModel:
-    summary = read_gguf(path)
+    summary = read_gguf_model(path)
     decision = decide_kind(summary)
     return ResolvedModel(
         ref=ref,

@@ -1,6 +1,9 @@
 """The model store: GGUF files with a manifest each, under $ONDEVICE_HOME/models/NAME/.
 
 Layout: models/NAME/QUANT.gguf and models/NAME/QUANT.json. A reference NAME:QUANT picks one file.
+A model split in shards (llama.cpp's gguf-split) keeps them together: QUANT-00001-of-0000N.gguf ...
+beside one QUANT.json, whose `file` names the first shard (the one llama.cpp opens) and whose `shards`
+lists every shard with its size and sha256; they are verified and removed together.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import hashlib
 import json
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +23,7 @@ from typing import Any
 from . import locations
 from .atomic import atomic_path, check_free_space, remove_stale_partials, write_text_atomic
 from .errors import StoreError, UnknownReferenceError
-from .gguf_file import read_gguf
+from .gguf_file import SPLIT_NAME, combine_shards, read_gguf, split_name
 from .gguf_summary import GGUFSummary
 from .kinds import Kind, KindDecision, decide_kind
 from .records import RecordError, from_dict
@@ -29,25 +32,35 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
 @dataclass
+class Shard:
+    """One file of a split model."""
+
+    file: str  # QUANT-0000k-of-0000n.gguf, inside the model's directory
+    sha256: str
+    size_bytes: int
+
+
+@dataclass
 class Manifest:
     """What the store knows about one GGUF file. Written next to it as QUANT.json."""
 
     name: str
     quant: str
-    file: str  # file name inside the model's directory
+    file: str  # file name inside the model's directory (a split model's first shard)
     source: str  # where it came from: bundled:NAME, hf:ORG/REPO, a path, or quantize:NAME:QUANT
-    sha256: str
+    sha256: str  # of `file` (for a split model the first shard's; `shards` has each one's)
     architecture: str | None
     kind: Kind
     kind_reason: str
     parameter_count: int
-    size_bytes: int
+    size_bytes: int  # a split model's: all shards together
     bits_per_weight: float
     context_length: int | None
     has_chat_template: bool
     revision: str | None = None
     created: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    shards: list[Shard] = field(default_factory=list)  # empty, or every file of a split model in order
 
     @property
     def ref(self) -> str:
@@ -74,6 +87,23 @@ class Manifest:
             raise StoreError(f"{origin}: unreadable manifest ({exc})") from None
         if manifest.size_bytes < 0 or not re.fullmatch(r"([0-9a-f]{64})?", manifest.sha256):
             raise StoreError(f"{origin}: the manifest's size or sha256 is not valid")
+        if manifest.shards:
+            n = len(manifest.shards)
+            expected = [split_name(manifest.quant, i, n) for i in range(1, n + 1)]
+            if (
+                n < 2
+                or [s.file for s in manifest.shards] != expected
+                or manifest.file != expected[0]
+                or any(
+                    s.size_bytes < 0 or not re.fullmatch(r"[0-9a-f]{64}", s.sha256) for s in manifest.shards
+                )
+                or sum(s.size_bytes for s in manifest.shards) != manifest.size_bytes
+                or manifest.shards[0].sha256 != manifest.sha256
+            ):
+                raise StoreError(
+                    f"{origin}: the manifest's shards are not {manifest.quant}-00001-of-{n:05d}.gguf ... "
+                    "with sizes that add up and a sha256 each"
+                )
         return manifest
 
 
@@ -84,7 +114,12 @@ class StoreEntry:
 
     @property
     def manifest_path(self) -> Path:
-        return self.path.with_suffix(".json")
+        return self.path.with_name(f"{self.manifest.quant}.json")
+
+    @property
+    def paths(self) -> list[Path]:
+        """Every file of the model: the GGUF, or each shard of a split one, first shard first."""
+        return [self.path.with_name(s.file) for s in self.manifest.shards] or [self.path]
 
 
 @dataclass(frozen=True)
@@ -169,7 +204,9 @@ class Store:
             if not _NAME.match(directory.name):
                 continue  # not a directory the store made
             stems = {
-                p.stem for p in directory.iterdir() if p.suffix in (".json", ".gguf") and _NAME.match(p.stem)
+                _owner_stem(p.name)
+                for p in directory.iterdir()
+                if p.suffix in (".json", ".gguf") and _NAME.match(p.stem)
             }
             for stem in sorted(stems):
                 try:
@@ -181,22 +218,30 @@ class Store:
     def _entry(self, directory: Path, stem: str) -> StoreEntry:
         manifest_path, gguf = directory / f"{stem}.json", directory / f"{stem}.gguf"
         if not manifest_path.is_file():
+            if not gguf.exists():  # shards only
+                raise StoreError(
+                    f"{directory / stem}-*-of-*.gguf shards have no manifest (an interrupted write?)"
+                )
             raise StoreError(f"{gguf} has no manifest (an interrupted write?)")
         try:
             text = manifest_path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise StoreError(f"{manifest_path}: unreadable manifest ({exc})") from None
         manifest = Manifest.from_json(text, manifest_path)
+        if manifest.shards:  # from_json checked that the names are QUANT-0000k-of-0000n.gguf
+            gguf = directory / manifest.file
         if (manifest.name, manifest.quant, manifest.file) != (directory.name, stem, gguf.name):
             raise StoreError(
                 f"{manifest_path}: the manifest names {manifest.name}:{manifest.quant} in "
                 f"{manifest.file!r}, not the {gguf.name} beside it"
             )
-        if gguf.is_symlink() or not gguf.is_file():
-            raise StoreError(f"{gguf} is missing (or not a regular file)")
-        if gguf.resolve().parent != directory.resolve():
-            raise StoreError(f"{gguf} leads outside its model's directory")
-        return StoreEntry(manifest, gguf)
+        entry = StoreEntry(manifest, gguf)
+        for path in entry.paths:
+            if path.is_symlink() or not path.is_file():
+                raise StoreError(f"{path} is missing (or not a regular file)")
+            if path.resolve().parent != directory.resolve():
+                raise StoreError(f"{path} leads outside its model's directory")
+        return entry
 
     def entries(self) -> list[StoreEntry]:
         return self.scan()[0]
@@ -204,20 +249,28 @@ class Store:
     def verify(self, entry: StoreEntry, full: bool = True) -> None:
         """Raise StoreError if the file is no longer the one stored: its size, and with `full` its
         sha256, against the manifest."""
-        size = entry.path.stat().st_size
-        if size != entry.manifest.size_bytes:
-            raise StoreError(
-                f"{entry.manifest.ref} changed since it was stored: {entry.path} is {size:,} bytes, the "
-                f"manifest says {entry.manifest.size_bytes:,}; pull or convert it again, or remove it"
-            )
-        if full:
-            if not entry.manifest.sha256:
-                raise StoreError(f"{entry.manifest.ref} has no sha256 in its manifest to check against")
-            digest = sha256_file(entry.path)
-            if digest != entry.manifest.sha256:
+        manifest = entry.manifest
+        files = [(entry.path.with_name(s.file), s.size_bytes, s.sha256) for s in manifest.shards] or [
+            (entry.path, manifest.size_bytes, manifest.sha256)
+        ]
+        for path, expected_size, _sha in files:
+            size = path.stat().st_size
+            if size != expected_size:
                 raise StoreError(
-                    f"{entry.manifest.ref} changed since it was stored: its sha256 is {digest[:16]}…, the "
-                    f"manifest says {entry.manifest.sha256[:16]}…; pull or convert it again, or remove it"
+                    f"{manifest.ref} changed since it was stored: {path} is {size:,} bytes, the "
+                    f"manifest says {expected_size:,}; pull or convert it again, or remove it"
+                )
+        if not full:
+            return
+        for path, _size, expected_sha in files:
+            if not expected_sha:
+                raise StoreError(f"{manifest.ref} has no sha256 in its manifest to check against")
+            digest = sha256_file(path)
+            if digest != expected_sha:
+                whose = f"{path.name}'s" if manifest.shards else "its"
+                raise StoreError(
+                    f"{manifest.ref} changed since it was stored: {whose} sha256 is {digest[:16]}…, the "
+                    f"manifest says {expected_sha[:16]}…; pull or convert it again, or remove it"
                 )
 
     def broken(self) -> list[BrokenEntry]:
@@ -254,28 +307,74 @@ class Store:
         Under the model's lock; the manifest is written before the GGUF is renamed into place, so a
         failure (disk full, a kill) leaves either nothing new or a GGUF listed as broken.
         """
+        return self._publish(name, quant, [write], expected_size, manifest_for)
+
+    def add_split(
+        self,
+        name: str,
+        quant: str,
+        writes: Sequence[Callable[[Path], None]],
+        expected_size: int,
+        manifest_for: Callable[[GGUFSummary], Manifest],
+    ) -> StoreEntry:
+        """`add` for a model split in shards: `writes[k]` writes shard k+1 to the path it is given.
+
+        Every shard is written and validated (one summary for all of them) before any is renamed into
+        place as QUANT-0000k-of-0000n.gguf; `manifest_for` must fill `shards` with each one's sha256 and
+        size, in order (the store sets their file names)."""
+        if len(writes) < 2:
+            raise StoreError(f"a split model has at least two shards, not {len(writes)}")
+        return self._publish(name, quant, writes, expected_size, manifest_for)
+
+    def _publish(
+        self,
+        name: str,
+        quant: str,
+        writes: Sequence[Callable[[Path], None]],
+        expected_size: int,
+        manifest_for: Callable[[GGUFSummary], Manifest],
+    ) -> StoreEntry:
         directory = self.model_dir(name)
         check_name(quant, "quantization name")
-        final = directory / f"{quant}.gguf"
+        n = len(writes)
+        names = [f"{quant}.gguf"] if n == 1 else [split_name(quant, i, n) for i in range(1, n + 1)]
+        finals = [directory / f for f in names]
         created = not directory.exists()
         directory.mkdir(parents=True, exist_ok=True)
         try:
             with self.lock(name):
                 remove_stale_partials(directory)
-                replaced = final.stat().st_size if final.is_file() else 0
+                replaced = sum(p.stat().st_size for p in _model_files(directory, quant) if p.is_file())
                 check_free_space(directory, expected_size - replaced, f"adding {name}:{quant}")
-                with atomic_path(final) as partial:
-                    write(partial)
-                    summary = read_gguf(partial)
-                    manifest = manifest_for(dataclasses.replace(summary, path=final))
-                    manifest.name, manifest.quant, manifest.file = name, quant, final.name
+                with contextlib.ExitStack() as stack:  # renames in reverse order on success, else deletes
+                    partials = [stack.enter_context(atomic_path(final)) for final in finals]
+                    for write, partial in zip(writes, partials, strict=True):
+                        write(partial)
+                    shards = [read_gguf(partial) for partial in partials]
+                    summary = shards[0] if n == 1 else combine_shards(shards)
+                    manifest = manifest_for(dataclasses.replace(summary, path=finals[0]))
+                    manifest.name, manifest.quant, manifest.file = name, quant, finals[0].name
+                    if n > 1:
+                        if len(manifest.shards) != n:
+                            raise StoreError(
+                                f"the manifest of {name}:{quant} lists {len(manifest.shards)} shards, not {n}"
+                            )
+                        for shard, final in zip(manifest.shards, finals, strict=True):
+                            shard.file = final.name
+                        Manifest.from_json(manifest.to_json(), directory / f"{quant}.json")  # consistent
+                    else:
+                        manifest.shards = []
+                    # What this write replaces: an old single file or old shards of another split.
+                    for old in _model_files(directory, quant):
+                        if old not in finals:
+                            old.unlink()
                     write_text_atomic(directory / f"{quant}.json", manifest.to_json())
         except BaseException:
             if created:
                 with contextlib.suppress(OSError):
                     directory.rmdir()  # a failed first write leaves no empty model behind
             raise
-        return StoreEntry(manifest, final)
+        return StoreEntry(manifest, finals[0])
 
     def sweep(self) -> list[Path]:
         """Delete what killed writers left (partial files whose process is gone) and model folders
@@ -316,15 +415,11 @@ class Store:
         removed = []
         with self.lock(name, wait=False):
             for stem in stems:
-                files = [
-                    p
-                    for p in (directory / f"{stem}.gguf", directory / f"{stem}.json")
-                    if p.is_symlink() or p.exists()
-                ]
+                files = [*_model_files(directory, stem), directory / f"{stem}.json"]
+                files = [p for p in files if p.is_symlink() or p.exists()]
                 for path in files:
                     path.unlink()  # a link is removed, never what it points to
-                if files:
-                    removed.append(files[0])  # the GGUF, or the manifest of a broken entry without one
+                removed += [p for p in files if p.suffix == ".gguf"] or files[:1]  # or a lone manifest
             with contextlib.suppress(OSError):  # still holds other files, or a live writer's partial
                 directory.rmdir()
         return removed
@@ -346,3 +441,23 @@ class Store:
                 yield
             finally:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _owner_stem(file_name: str) -> str:
+    """The entry a file in a model's directory belongs to: QUANT for QUANT.gguf, QUANT.json and the
+    shards QUANT-0000k-of-0000n.gguf."""
+    match = SPLIT_NAME.match(file_name)
+    return match["prefix"] if match else file_name.rsplit(".", 1)[0]
+
+
+def _model_files(directory: Path, quant: str) -> list[Path]:
+    """The GGUF files of entry `quant` that are there: QUANT.gguf and shards QUANT-0000k-of-0000n.gguf
+    (by exact name in the directory itself; links are listed, never followed)."""
+    found = [directory / f"{quant}.gguf"]
+    if directory.is_dir():
+        found += sorted(
+            p
+            for p in directory.iterdir()
+            if (m := SPLIT_NAME.match(p.name)) is not None and m["prefix"] == quant and _NAME.match(p.stem)
+        )
+    return [p for p in found if p.is_symlink() or p.exists()]

@@ -174,6 +174,13 @@ def memory_estimate(model) -> dict:
     help="Family only: weight type of the converted GGUF that the levels are made from [default: f16].",
 )
 @click.option(
+    "--convert",
+    "force_convert",
+    is_flag=True,
+    help="Family only: convert the safetensors repos even where the profile names GGUF repos.",
+)
+@click.option("--list", "list_levels", is_flag=True, help="hf: only: list the levels the GGUF repo has.")
+@click.option(
     "--only",
     type=click.Choice(["base", "instruct"], case_sensitive=False),
     default=None,
@@ -181,31 +188,49 @@ def memory_estimate(model) -> dict:
 )
 @output_options()
 def pull(
-    ref: str, name: str | None, levels: str | None, outtype: str | None, only: str | None, out: Output
+    ref: str,
+    name: str | None,
+    levels: str | None,
+    outtype: str | None,
+    force_convert: bool,
+    list_levels: bool,
+    only: str | None,
+    out: Output,
 ) -> None:
-    """Add REF to the store: bundled:NAME, a local .gguf file, or a model family.
+    """Add REF to the store: hf:ORG/REPO[@REV][:QUANT] (a repo of GGUF files), bundled:NAME, a local
+    .gguf file, or a model family.
 
-    A family is a model-pair profile (`ondevice profiles list`): its base and instruct repos are
-    downloaded from the Hugging Face Hub at the pinned revisions, converted to GGUF and quantized to
-    the profile's ladder (or --levels); every path written is printed. The pair named "bundled" pulls
-    the two bundled models.
+    From a GGUF repo the file of level QUANT is taken (case-insensitive in its name; Q4_K_M when none is
+    given, else the closest level the repo has, said in one line), downloaded through huggingface_hub's
+    cache, checked against the sha256 the Hub lists and validated; a model split in shards comes whole.
+    --list prints the levels the repo has instead.
+
+    A family is a model-pair profile (`ondevice profiles list`): where it names GGUF repos, their
+    Q4_K_M files (or --levels) are pulled; otherwise (or with --convert) its base and instruct repos are
+    downloaded at the pinned revisions, converted to GGUF and quantized to the profile's ladder (or
+    --levels). Every path written is printed. The pair named "bundled" pulls the two bundled models.
     """
     store = Store()
     in_store = ref.partition(":")[0] in store.names()  # pulling a stored model again says so below
     family = not (in_store or ref.startswith(("bundled:", "hf:")) or _is_gguf_path(ref))
-    if not family and (levels or outtype or only):
-        raise OndeviceError("--levels, --outtype and --only apply to a model family, not to " + ref)
+    if not family and (levels or outtype or only or force_convert):
+        raise OndeviceError(
+            "--levels, --outtype, --only and --convert apply to a model family, not to " + ref
+        )
+    if list_levels and not ref.startswith("hf:"):
+        raise OndeviceError("--list applies to a Hub repo of GGUF files (hf:ORG/REPO)")
     if family:
         if name:
             raise OndeviceError("--name applies to a .gguf file; a family's store names come from its repos")
-        _pull_family(ref, store, levels, outtype or "f16", only, out)
+        _pull_family(ref, store, levels, outtype or "f16", only, force_convert, out)
+        return
+    if ref.startswith("hf:"):
+        _pull_hub_gguf(ref, store, name, list_levels, out)
         return
     if ref.startswith("bundled:"):
         with progress_display() as progress:
             manifest = pull_bundled(ref.removeprefix("bundled:"), store, progress)
         entry = store.find(manifest.name, manifest.quant)
-    elif ref.startswith("hf:"):
-        raise OndeviceError(f"{ref} is a Hugging Face checkpoint: convert it with `ondevice convert {ref}`")
     else:
         source = resolve(ref, store)
         if source.manifest is not None:
@@ -232,8 +257,55 @@ def _is_gguf_path(ref: str) -> bool:
     return ref.endswith(".gguf") or "/" in ref or Path(ref).expanduser().is_file()
 
 
+def _pull_hub_gguf(ref: str, store: Store, name: str | None, list_levels: bool, out: Output) -> None:
+    # Imported here: the converters (and huggingface_hub) are only needed when a repo is pulled.
+    from ..converters import hub_gguf
+
+    if list_levels:
+        with progress_display() as progress:
+            listing = hub_gguf.list_repo(ref, notify=progress.note)
+        rows = [
+            {
+                "quant": c.level or "?",
+                "size_bytes": c.size,
+                "files": c.names,
+                "default": c.level == hub_gguf.DEFAULT_LEVEL,
+            }
+            for c in listing.choices
+        ]
+        table = Rows(
+            [
+                Column("quant", "quant"),
+                Column("size", "size_bytes", format_bytes),
+                Column("files", "files", lambda f: f[0] + (f" (+{len(f) - 1} shards)" if len(f) > 1 else "")),
+                Column("default", "default", lambda d: "default" if d else ""),
+            ],
+            rows,
+            title=f"{listing.ref.repo_id}@{listing.commit[:12]}",
+        )
+        data = {"repo": listing.ref.repo_id, "revision": listing.commit, "levels": rows}
+        out.emit(data, table)
+        return
+    with progress_display() as progress:
+        pulled = hub_gguf.pull(ref, store=store, name=name, progress=progress, notify=progress.note)
+    m = pulled.entry.manifest
+    out.emit(
+        pulled.as_dict(),
+        lambda: click.echo(
+            f"{m.ref}: {m.kind.value} ({m.kind_reason}), {format_bytes(m.size_bytes)}, "
+            f"{m.bits_per_weight:.2f} bits/weight, from {m.source}\n{pulled.entry.path}"
+        ),
+    )
+
+
 def _pull_family(
-    family: str, store: Store, levels: str | None, outtype: str, only: str | None, out: Output
+    family: str,
+    store: Store,
+    levels: str | None,
+    outtype: str,
+    only: str | None,
+    force_convert: bool,
+    out: Output,
 ) -> None:
     # Imported here: the converters (and huggingface_hub) are only needed when a family is pulled.
     from ..converters.pipeline import pull_pair
@@ -245,6 +317,7 @@ def _pull_family(
             store=store,
             kinds=(only,) if only else ("base", "instruct"),
             outtype=outtype,
+            convert_only=force_convert,
             progress=progress,
             notify=progress.note,
         )

@@ -77,6 +77,20 @@ class ModelPair:
     )
     instruct: str = field(default="", metadata=doc("Instruction-tuned model: ORG/REPO or bundled:NAME."))
     instruct_revision: str = field(default="main", metadata=doc("Commit of the instruct repo to convert."))
+    base_gguf: str = field(
+        default="",
+        metadata=doc(
+            "Hugging Face ORG/REPO of ready-made GGUF files of the base model; `models pull` takes them "
+            "instead of converting (--convert forces conversion). Empty: converted."
+        ),
+    )
+    base_gguf_revision: str = field(default="main", metadata=doc("Branch, tag or commit of base_gguf."))
+    instruct_gguf: str = field(
+        default="", metadata=doc("ORG/REPO of ready-made GGUF files of the instruct model. Empty: converted.")
+    )
+    instruct_gguf_revision: str = field(
+        default="main", metadata=doc("Branch, tag or commit of instruct_gguf.")
+    )
     license: str = field(default="", metadata=doc("The models' license, as their model cards state it."))
     gated: bool = field(
         default=False, metadata=doc("The repos need an accepted license and a token on Hugging Face.")
@@ -91,6 +105,19 @@ class ModelPair:
     architecture: Architecture | None = field(
         default=None, metadata=doc("[architecture] table: the model's shape, for memory estimates.")
     )
+
+    def route(self, role: str) -> str:
+        """How `models pull` gets the model of `role`: "bundled", "gguf" (a GGUF repo) or "convert"."""
+        repo = self.base if role == "base" else self.instruct
+        if repo.startswith("bundled:"):
+            return "bundled"
+        return "gguf" if (self.base_gguf if role == "base" else self.instruct_gguf) else "convert"
+
+    def gguf_repo(self, role: str) -> tuple[str, str]:
+        """The GGUF repo and its revision for `role` ("" when the profile names none)."""
+        if role == "base":
+            return self.base_gguf, self.base_gguf_revision
+        return self.instruct_gguf, self.instruct_gguf_revision
 
     @property
     def bundled(self) -> bool:
@@ -117,6 +144,20 @@ class ModelPair:
             "base_revision": self.base_revision,
             "instruct": self.instruct,
             "instruct_revision": self.instruct_revision,
+            "base_gguf": self.base_gguf,
+            "base_gguf_revision": self.base_gguf_revision,
+            "instruct_gguf": self.instruct_gguf,
+            "instruct_gguf_revision": self.instruct_gguf_revision,
+            "pull": {
+                role: (
+                    f"GGUF files from {self.gguf_repo(role)[0]}"
+                    if self.route(role) == "gguf"
+                    else "bundled, already quantized"
+                    if self.route(role) == "bundled"
+                    else f"converted from {self.base if role == 'base' else self.instruct}"
+                )
+                for role in ("base", "instruct")
+            },
             "license": self.license,
             "gated": self.gated,
             "ladder": list(self.ladder),

@@ -8,7 +8,7 @@ import logging
 from dataclasses import dataclass, replace
 from typing import Any
 
-from ..gguf_file import read_gguf
+from ..gguf_file import read_gguf_model
 from ..gguf_summary import GGUFSummary
 from ..refs import ResolvedModel
 from ..runtime.protocol import LoadOptions
@@ -56,7 +56,7 @@ class LoadPlan:
         smallest when none does: its pre-flight then says by how much), as Ollama's default tag."""
         ranked = sorted(entries, key=lambda e: e.manifest.bits_per_weight, reverse=True)
         for entry in ranked:
-            if self.check(read_gguf(entry.path)).fits:
+            if self.check(read_gguf_model(entry.path)).fits:
                 return entry
         return ranked[-1]
 

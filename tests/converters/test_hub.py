@@ -6,7 +6,6 @@ the temp store. No part of huggingface_hub is mocked; only its import-time const
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,57 +17,12 @@ from ondevice.kinds import Kind
 from ondevice.progress import Phase, Unit
 from ondevice.store import Manifest, Store, sha256_file
 from tests.support.cli import invoke, one_error_line
+from tests.support.hub_fixtures import go_offline
 from tests.support.hub_repo import checkpoint_files
 from tests.support.hub_server import FakeHub
 
 BASE = checkpoint_files("org/tiny-base", instruct=False, shards=2, seed=0)
 INSTRUCT = checkpoint_files("org/tiny-instruct", instruct=True, shards=1, seed=1)
-
-
-@pytest.fixture
-def hf_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A temp HF_HOME, also in huggingface_hub's constants (it reads the variables once, at import)."""
-    from huggingface_hub import constants
-
-    home = tmp_path / "hf-home"
-    old_home = constants.HF_HOME
-    for name in dir(constants):
-        value = getattr(constants, name)
-        if name.isupper() and isinstance(value, str) and value.startswith(old_home):
-            monkeypatch.setattr(constants, name, str(home) + value[len(old_home) :])
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setenv("HF_HOME", str(home))
-    for var in (
-        "HF_HUB_CACHE",
-        "HUGGINGFACE_HUB_CACHE",
-        "HF_HUB_OFFLINE",
-        "TRANSFORMERS_OFFLINE",
-        "HF_TOKEN",
-        "HUGGING_FACE_HUB_TOKEN",
-    ):
-        monkeypatch.delenv(var, raising=False)
-    return home
-
-
-@pytest.fixture
-def hub(hf_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHub]:
-    from huggingface_hub import constants
-
-    server = FakeHub().start()
-    monkeypatch.setenv("HF_ENDPOINT", server.url)
-    monkeypatch.setattr(constants, "ENDPOINT", server.url)
-    monkeypatch.setattr(
-        constants, "HUGGINGFACE_CO_URL_TEMPLATE", server.url + "/{repo_id}/resolve/{revision}/{filename}"
-    )
-    yield server
-    server.stop()
-
-
-def go_offline(monkeypatch: pytest.MonkeyPatch) -> None:
-    from huggingface_hub import constants
-
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
 
 
 def weight_downloads(server: FakeHub) -> list[str]:

@@ -9,6 +9,7 @@
 Errors carry the `X-Error-Code` header the Hub sends (RepoNotFound, RevisionNotFound, EntryNotFound,
 GatedRepo), which huggingface_hub turns into its exceptions. `drop()` makes the next transfer of a file
 stop after some bytes (the connection is closed mid-body), then either fail with 503 or resume.
+`served` sends other bytes for a file than the ones its listing (sha256) describes, as a bad mirror would.
 """
 
 from __future__ import annotations
@@ -80,6 +81,7 @@ class FakeHub:
     def __init__(self) -> None:
         self.repos: dict[str, Repo] = {}
         self.drops: dict[str, Drop] = {}
+        self.served: dict[str, bytes] = {}  # file name -> bytes sent instead of the listed ones
         self.requests: list[Request] = []
         self.unhandled: list[str] = []
         self._lock = threading.Lock()
@@ -271,6 +273,8 @@ class _Handler(BaseHTTPRequestHandler):
         if filename not in files:
             return self._error(404, "EntryNotFound", "Entry not found", {"X-Repo-Commit": commit})
         content = files[filename]
+        listed = content
+        content = self.hub.served.get(filename, content)
         headers = {
             "X-Repo-Commit": commit,
             "ETag": f'"{_git_oid(content)}"',
@@ -278,7 +282,7 @@ class _Handler(BaseHTTPRequestHandler):
             "Content-Type": "application/octet-stream",
         }
         if filename.endswith(LFS_SUFFIXES):
-            headers |= {"X-Linked-Etag": f'"{_etag(content)}"', "X-Linked-Size": str(len(content))}
+            headers |= {"X-Linked-Etag": f'"{_etag(listed)}"', "X-Linked-Size": str(len(content))}
         if self.command == "HEAD":
             return self._send(200, content, headers)
         drop = self.hub.drops.get(filename)
