@@ -108,7 +108,7 @@ def _first_line(exc: BaseException) -> str:
 
 
 @contextlib.contextmanager
-def _hub_errors(ref: HubRef, settings: HubSettings, what: str) -> Iterator[None]:
+def hub_errors(ref: HubRef, settings: HubSettings, what: str) -> Iterator[None]:
     """Translate huggingface_hub's exceptions raised while doing `what` into one HubError line."""
     from huggingface_hub import errors
 
@@ -178,7 +178,7 @@ class Snapshot:
         return f"{PREFIX}{self.ref.repo_id}@{self.commit}"
 
 
-def _snapshot_commit(ref: HubRef, path: Path) -> str:
+def snapshot_commit(ref: HubRef, path: Path) -> str:
     """The commit of a cached file's snapshot (the cache keeps files under snapshots/COMMIT/)."""
     directory = path.parent
     if directory.parent.name != "snapshots" or not COMMIT_SHA.match(directory.name):
@@ -219,7 +219,7 @@ def download(
 
     api = HfApi(endpoint=settings.endpoint)
     try:
-        with _hub_errors(ref, settings, "looking up"):
+        with hub_errors(ref, settings, "looking up"):
             info = api.model_info(ref.repo_id, revision=ref.revision, files_metadata=True)
     except HubUnreachableError:
         say(f"cannot reach {settings.endpoint}; looking for {ref.repo_id}@{ref.revision} in the cache")
@@ -235,10 +235,10 @@ def download(
 
     from huggingface_hub import hf_hub_download, snapshot_download, try_to_load_from_cache
 
-    with _hub_errors(ref, settings, "downloading the config of"):
+    with hub_errors(ref, settings, "downloading the config of"):
         # By the revision as asked, so the cache records it (refs/REV) for offline runs.
         config_path = Path(hf_hub_download(filename=CONFIG_NAME, revision=ref.revision, **common))
-    if _snapshot_commit(ref, config_path) != commit:
+    if snapshot_commit(ref, config_path) != commit:
         raise HubError(f"{ref.repo_id}@{ref.revision} moved to another commit during the download; run again")
     directory = config_path.parent
     config = read_json(ref.repo_id, config_path)
@@ -248,7 +248,7 @@ def download(
 
     small = [n for n in plan.config_files if n != CONFIG_NAME] + ([plan.index] if plan.index else [])
     if small:
-        with _hub_errors(ref, settings, "downloading the tokenizer of"):
+        with hub_errors(ref, settings, "downloading the tokenizer of"):
             snapshot_download(
                 revision=commit, allow_patterns=_escape(small), max_workers=max_workers, **common
             )
@@ -268,7 +268,7 @@ def download(
         settings.cache_dir.mkdir(parents=True, exist_ok=True)
         check_free_space(settings.cache_dir, needed, f"downloading {ref.repo_id}")
         say(f"downloading {len(missing)} weight file(s), {needed:,} bytes, into {settings.cache_dir}")
-    with _hub_errors(ref, settings, "downloading"):
+    with hub_errors(ref, settings, "downloading"):
         folder = Path(
             snapshot_download(
                 revision=commit, allow_patterns=_escape(weights), max_workers=max_workers, **common
@@ -296,7 +296,7 @@ def _from_cache(
     """The snapshot the cache holds for `ref`, checked like a fresh download, without asking the Hub."""
     from huggingface_hub import hf_hub_download
 
-    with _hub_errors(ref, settings, "reading the cache for"):
+    with hub_errors(ref, settings, "reading the cache for"):
         config_path = Path(
             hf_hub_download(
                 ref.repo_id,
@@ -306,7 +306,7 @@ def _from_cache(
                 local_files_only=True,
             )
         )
-    commit = _snapshot_commit(ref, config_path)
+    commit = snapshot_commit(ref, config_path)
     directory = config_path.parent
     names = sorted(p.relative_to(directory).as_posix() for p in directory.rglob("*") if p.is_file())
     if not any(is_top_level(n) and n.endswith(".safetensors") for n in names):  # an interrupted download

@@ -14,11 +14,12 @@ from pathlib import Path
 
 from ondevice.errors import OndeviceError
 from ondevice.kinds import Kind
+from ondevice.manifest import Manifest
 from ondevice.planning.model_pairs import ModelPair, load_model_pair, model_pairs
 from ondevice.planning.profile_files import list_profiles
 from ondevice.progress import ProgressFn
 from ondevice.refs import pull_bundled
-from ondevice.store import Manifest, Store, StoreEntry
+from ondevice.store import Store, StoreEntry
 
 from . import hub_gguf
 from .hf_to_gguf import OutType, convert

@@ -21,10 +21,11 @@ import gguf
 
 from ondevice.errors import OndeviceError
 from ondevice.gguf_summary import GGUFSummary
+from ondevice.manifest import Manifest, check_name, describe, sha256_file
 from ondevice.progress import Progress, ProgressFn, Unit
 from ondevice.refs import ResolvedModel, resolve
 from ondevice.runtime.lifeline import exit_with_parent, log_file
-from ondevice.store import Manifest, Store, check_name, describe, sha256_file
+from ondevice.store import Store
 
 __all__ = [
     "LEVELS",

@@ -12,11 +12,12 @@ from pathlib import Path
 
 from . import bundled
 from .errors import UnknownReferenceError
-from .gguf_file import read_gguf_model
+from .gguf_split import read_gguf_model
 from .gguf_summary import GGUFSummary
 from .kinds import Kind, decide_kind
+from .manifest import Manifest, describe
 from .progress import ProgressFn
-from .store import Manifest, Store, StoreEntry, describe
+from .store import Store, StoreEntry
 
 log = logging.getLogger("ondevice.refs")
 
@@ -91,13 +92,7 @@ def resolve(
         manifest = pull_bundled(ref.removeprefix("bundled:"), store, progress)
         return _from_store(ref, store, manifest.name, manifest.quant)
     if ref.startswith("hf:"):
-        repo = ref.removeprefix("hf:")
-        for entry in store.entries():
-            if entry.manifest.source.split("@")[0] == ref.split("@")[0]:
-                return _from_store(ref, store, entry.manifest.name, entry.manifest.quant)
-        raise UnknownReferenceError(
-            f"{repo} is not in the store yet; convert it first: ondevice convert {ref}"
-        )
+        return _from_hub_ref(ref, store, choose)
     path = Path(ref).expanduser()
     if ref.endswith(".gguf") or path.is_file() or "/" in ref:
         return _from_path(ref, path)
@@ -140,6 +135,35 @@ def verify(model: ResolvedModel, store: Store | None = None) -> bool:
     store = store or Store()
     store.verify(store.find(model.manifest.name, model.manifest.quant))
     return True
+
+
+def _from_hub_ref(ref: str, store: Store, choose: Choose | None) -> ResolvedModel:
+    """hf:ORG/REPO[@REV][:QUANT]: what the store holds from that repo (converted or pulled), the
+    level named, else the only one, else the one `choose` picks."""
+    body = ref.removeprefix("hf:")
+    repo, _, quant = body.partition(":")
+    repo = repo.split("@")[0]
+    found = [e for e in store.entries() if e.manifest.source.removeprefix("hf:").split("@")[0] == repo]
+    if quant:
+        found = [e for e in found if e.manifest.quant.lower() == quant.lower()]
+    if not found:
+        have = f" at {quant.upper()}" if quant else ""
+        raise UnknownReferenceError(
+            f"{repo}{have} is not in the store yet: `ondevice models pull {ref}` (a repo of GGUF files) "
+            f"or `ondevice convert hf:{repo}` (a safetensors checkpoint)"
+        )
+    if len(found) > 1 and choose is not None:
+        entry = choose(found)
+        log.warning("%s: using %s (also in the store: %s)", ref, entry.manifest.ref,
+                    ", ".join(e.manifest.quant for e in found if e is not entry))  # fmt: skip
+    elif len(found) > 1:
+        have = ", ".join(e.manifest.ref for e in found)
+        raise UnknownReferenceError(
+            f"{ref} is in the store at several levels; name one as {ref}:QUANT: {have}"
+        )
+    else:
+        entry = found[0]
+    return _from_store(ref, store, entry.manifest.name, entry.manifest.quant)
 
 
 def _from_store(

@@ -12,9 +12,10 @@ from ondevice import bundled
 from ondevice.bundled import BundledModel, BundledPart
 from ondevice.errors import GGUFError, OndeviceError, UnknownReferenceError
 from ondevice.kinds import Kind
+from ondevice.manifest import describe
 from ondevice.progress import Progress, Unit
 from ondevice.refs import resolve
-from ondevice.store import Store, describe
+from ondevice.store import Store
 from tests.support.gguf_samples import write_tiny_gguf
 
 TEMPLATE = "{% for m in messages %}{{ m.content }}{% endfor %}"
@@ -227,7 +228,8 @@ def test_resolve_hf_not_in_store(store: Store) -> None:
     with pytest.raises(UnknownReferenceError) as info:
         resolve("hf:org/repo", store)
     assert (
-        str(info.value) == "org/repo is not in the store yet; convert it first: ondevice convert hf:org/repo"
+        str(info.value) == "org/repo is not in the store yet: `ondevice models pull hf:org/repo` (a repo of "
+        "GGUF files) or `ondevice convert hf:org/repo` (a safetensors checkpoint)"
     )
 
 

@@ -18,7 +18,8 @@ from ondevice.errors import GGUFError, StoreError, UnknownReferenceError
 from ondevice.gguf_file import read_gguf
 from ondevice.gguf_summary import GGUFSummary
 from ondevice.kinds import Kind
-from ondevice.store import Manifest, Store, check_name, describe, sha256_file
+from ondevice.manifest import Manifest, check_name, describe, sha256_file
+from ondevice.store import Store
 from ondevice.units import format_bytes
 from tests.support.gguf_samples import write_tiny_gguf
 from tests.support.processes import dead_pid

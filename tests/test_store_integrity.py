@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 
 from ondevice import store as store_module
 from ondevice.errors import StoreError
-from ondevice.store import Manifest, Store, describe, sha256_file
+from ondevice.manifest import Manifest, describe, sha256_file
+from ondevice.store import Store
 from tests.support.cli import invoke, one_error_line
 from tests.support.gguf_samples import header_layout, put_u32, write_tiny_gguf
 

@@ -12,8 +12,9 @@ from ondevice.errors import OndeviceError
 from ondevice.gguf_file import read_gguf
 from ondevice.gguf_summary import GGUFSummary
 from ondevice.kinds import Kind
+from ondevice.manifest import Manifest, check_name, describe, sha256_file
 from ondevice.progress import Phase, Progress, ProgressFn
-from ondevice.store import Manifest, Store, check_name, describe, sha256_file
+from ondevice.store import Store
 
 from ..dequantize import convert_gguf
 from ..outputs import ConvertResult

@@ -6,7 +6,7 @@ import click
 
 from ..converters.hf_to_gguf import OutType
 from ..converters.hf_to_gguf import convert as convert_checkpoint
-from ..store import Manifest
+from ..manifest import Manifest
 from ..units import format_bytes
 from .common import note
 from .output import Output, output_options

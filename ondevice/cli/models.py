@@ -10,10 +10,11 @@ import click
 
 from .. import bundled
 from ..errors import OndeviceError
+from ..manifest import check_name, describe, sha256_file
 from ..model_info import entry_row, model_info
 from ..planning.plan import plan_load
 from ..refs import bundled_preview, in_store, pull_bundled, resolve
-from ..store import Store, check_name, describe, sha256_file
+from ..store import Store
 from ..units import format_bytes
 from .common import PlainTable, note, stdout_console
 from .output import Column, Format, Output, Rows, output_options

@@ -8,7 +8,7 @@ import logging
 from dataclasses import dataclass, replace
 from typing import Any
 
-from ..gguf_file import read_gguf_model
+from ..gguf_split import read_gguf_model
 from ..gguf_summary import GGUFSummary
 from ..refs import ResolvedModel
 from ..runtime.protocol import LoadOptions

@@ -112,7 +112,11 @@ class Slot:
     seconds_per_request: float = 0.0  # a moving average, for Retry-After
 
 
-_END = object()
+class _End:
+    """What a Generation's queue gets last."""
+
+
+_END = _End()
 
 
 class Generation:
@@ -122,7 +126,7 @@ class Generation:
         self, backend: Backend, request: GenerateRequest, on_end: Callable[[BaseException | None], None]
     ):
         self._loop = asyncio.get_running_loop()
-        self._queue: asyncio.Queue[object] = asyncio.Queue()
+        self._queue: asyncio.Queue[Event | BaseException | _End] = asyncio.Queue()
         self._backend = backend
         self._on_end = on_end
         self.ended = False  # set on the thread before the model is handed to anyone else
@@ -180,7 +184,7 @@ class Generation:
                 items.append(self._queue.get_nowait())
             batch: list[Event] = []
             for item in items:
-                if item is _END:
+                if isinstance(item, _End):
                     if batch:
                         yield batch
                     return
@@ -188,7 +192,7 @@ class Generation:
                     if batch:
                         yield batch
                     raise item
-                batch.append(item)  # type: ignore[arg-type]
+                batch.append(item)
             yield batch
 
     async def finished(self) -> Finished:

@@ -14,8 +14,9 @@ from ondevice.converters.hub_rules import HubError, check_file_name, parse_hub_r
 from ondevice.converters.pipeline import PullError, find_pair, pull_pair
 from ondevice.gguf_file import read_gguf
 from ondevice.kinds import Kind
+from ondevice.manifest import Manifest, sha256_file
 from ondevice.progress import Phase, Unit
-from ondevice.store import Manifest, Store, sha256_file
+from ondevice.store import Store
 from tests.support.cli import invoke, one_error_line
 from tests.support.hub_fixtures import go_offline
 from tests.support.hub_repo import checkpoint_files

@@ -10,11 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from ondevice.converters.hub_gguf import RepoFile, RepoListing, choose, group_files, level_of, store_name
+from ondevice.converters.gguf_levels import RepoFile, RepoListing, choose, group_files, level_of
+from ondevice.converters.hub_gguf import store_name
 from ondevice.converters.hub_rules import HubError, parse_hub_ref
-from ondevice.gguf_file import read_gguf, read_gguf_model
+from ondevice.gguf_file import read_gguf
+from ondevice.gguf_split import read_gguf_model
 from ondevice.kinds import Kind
-from ondevice.store import Store, sha256_file
+from ondevice.manifest import sha256_file
+from ondevice.store import Store
 from tests.support.cli import invoke, one_error_line
 from tests.support.gguf_samples import write_tiny_gguf
 from tests.support.gguf_split import split_gguf
@@ -230,6 +233,7 @@ def test_a_split_repo_is_pulled_whole_runs_and_is_removed_whole(hub, hf_home, sm
     # llama.cpp loads the three shards as one model: greedy text is the unsplit file's.
     text = answer("SmolLM2-135M-Instruct:Q4_1")
     assert text.strip() and text == answer(str(smol.path))
+    assert answer("hf:org/SmolLM2-135M-Instruct-GGUF:Q4_1") == text  # as it was pulled, as llama.cpp's -hf
 
     removed = invoke("models", "rm", "SmolLM2-135M-Instruct:Q4_1", "--json")
     assert removed.exit_code == 0, removed.output

@@ -17,11 +17,12 @@ from ondevice.converters.dequantize import convert_gguf
 from ondevice.converters.quantize import QuantizeError, is_quantized, parse_levels, quantize, quantize_file
 from ondevice.gguf_file import read_gguf
 from ondevice.kinds import Kind
+from ondevice.manifest import sha256_file
 from ondevice.progress import Progress, Unit
 from ondevice.prompting import Message
 from ondevice.runtime.engine import WorkerModel, chat_turn
 from ondevice.runtime.protocol import GenerationParams, LoadOptions
-from ondevice.store import Store, sha256_file
+from ondevice.store import Store
 from tests.support.cli import invoke, one_error_line
 from tests.support.gguf_samples import write_tiny_gguf
 from tests.support.models import SMOL

@@ -9,8 +9,9 @@ from textual.widgets import SelectionList
 
 from ondevice.cli.tui_launch import model_choices
 from ondevice.kinds import Kind
+from ondevice.manifest import describe, sha256_file
 from ondevice.runtime.protocol import GenerationParams
-from ondevice.store import Store, describe, sha256_file
+from ondevice.store import Store
 from ondevice.tui.app import OndeviceApp
 from ondevice.tui.picker import PickerScreen
 from tests.support.fake_backend import FakeBackend, fake_spec
