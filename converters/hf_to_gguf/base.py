@@ -162,12 +162,19 @@ class Family(ABC):
             shown = ", ".join(missing[:6]) + (f" and {len(missing) - 6} more" if len(missing) > 6 else "")
             raise ConvertError(f"the checkpoint lacks tensors llama.cpp needs: {shown}")
 
+    def head_dim(self) -> int:
+        """Width of one attention head: config.json's head_dim, else hidden_size / num_attention_heads
+        (a family whose default differs, or that has no default, overrides this)."""
+        hidden = self.int_hparam("hidden_size")
+        heads = self.int_hparam("num_attention_heads", limit=LIMITS["heads"])
+        return self.int_hparam("head_dim", hidden // heads or 1)
+
     def config_shapes(self) -> dict[str, tuple[int, ...]]:
         """Shapes (numpy order) of the common decoder tensors, from config.json."""
         hidden = self.int_hparam("hidden_size")
         heads = self.int_hparam("num_attention_heads", limit=LIMITS["heads"])
         kv_heads = self.int_hparam("num_key_value_heads", heads, LIMITS["heads"])
-        head_dim = self.int_hparam("head_dim", hidden // heads or 1)
+        head_dim = self.head_dim()
         ffn = self.int_hparam("intermediate_size")
         return {
             "token_embd.weight": (self.n_vocab, hidden),
@@ -215,7 +222,7 @@ class Family(ABC):
             raise ConvertError(f"config.json's rms_norm_eps is {eps!r}; it must be a number between 0 and 1")
         writer.add_layer_norm_rms_eps(float(eps))
         writer.add_vocab_size(self.n_vocab)
-        head_dim = self.int_hparam("head_dim", hidden // heads or 1)
+        head_dim = self.head_dim()
         if self.always_head_dim or head_dim != hidden // heads:
             writer.add_key_length(head_dim)
             writer.add_value_length(head_dim)

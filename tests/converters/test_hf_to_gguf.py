@@ -1,5 +1,5 @@
 """HF -> GGUF conversion checked by logits: our F32 GGUF through llama.cpp against transformers on the
-same checkpoint and token ids, for SmolLM2 (llama), Gemma 3 270M (gemma3) and a tiny random Qwen2.
+same checkpoint and token ids, for SmolLM2 (llama), Gemma 3 270M (gemma3) and tiny random Qwen2 and Qwen3.
 
 llama.cpp runs with an F32 KV cache here so the comparison measures the conversion, not the cache.
 """
@@ -26,6 +26,7 @@ from tests.support.convert import (
     TOKENIZER_TEXTS,
     VARIED_TEXT,
     build_tiny_qwen2,
+    build_tiny_qwen3,
     llama_ids,
     llama_logits,
     transformers_ids,
@@ -36,8 +37,22 @@ pytest.importorskip("transformers")
 pytestmark = pytest.mark.models
 
 # Bounds held on VARIED_TEXT (300-430 tokens); measured max |diff|: SmolLM2 1.4e-4, Gemma 3 0.029
-# (logits up to ~30), tiny Qwen2 2.2e-4.
-MAX_ABS_LOGIT_DIFF = {"smol": 0.005, "gemma": 0.05, "qwen2": 0.005}
+# (logits up to ~30), tiny Qwen2 2.2e-4, tiny Qwen3 7.3e-5 (logits up to ~17).
+MAX_ABS_LOGIT_DIFF = {"smol": 0.005, "gemma": 0.05, "qwen2": 0.005, "qwen3": 0.005}
+KEYS = list(MAX_ABS_LOGIT_DIFF)
+
+
+class _Lazy(dict):
+    """A session's checkpoints or conversions, each made the first time a test asks for it, so that
+    `-k qwen3` does not rebuild and convert Gemma."""
+
+    def __init__(self, make) -> None:
+        super().__init__()
+        self._make = make
+
+    def __missing__(self, key: str) -> Path:
+        self[key] = value = self._make(key)
+        return value
 
 
 @pytest.fixture(scope="session")
@@ -56,17 +71,22 @@ def qwen2_checkpoint(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def checkpoints(smol_checkpoint, gemma_checkpoint, qwen2_checkpoint) -> dict[str, Path]:
-    return {"smol": smol_checkpoint, "gemma": gemma_checkpoint, "qwen2": qwen2_checkpoint}
+def qwen3_checkpoint(tmp_path_factory) -> Path:
+    return build_tiny_qwen3(tmp_path_factory.mktemp("tiny-qwen3"))
+
+
+@pytest.fixture(scope="session")
+def checkpoints(request) -> dict[str, Path]:
+    return _Lazy(lambda key: request.getfixturevalue(f"{key}_checkpoint"))
 
 
 @pytest.fixture(scope="session")
 def f32_ggufs(checkpoints, tmp_path_factory) -> dict[str, Path]:
     out = tmp_path_factory.mktemp("f32")
-    return {key: convert_directory(d, out / f"{key}.gguf", "f32") for key, d in checkpoints.items()}
+    return _Lazy(lambda key: convert_directory(checkpoints[key], out / f"{key}.gguf", "f32"))
 
 
-@pytest.mark.parametrize("key", ["smol", "gemma", "qwen2"])
+@pytest.mark.parametrize("key", KEYS)
 def test_f32_logits_match_transformers(key, checkpoints, f32_ggufs):
     ids = transformers_ids(checkpoints[key], VARIED_TEXT)
     assert len(ids) >= 300
@@ -79,7 +99,7 @@ def test_f32_logits_match_transformers(key, checkpoints, f32_ggufs):
     assert diff < MAX_ABS_LOGIT_DIFF[key], diff
 
 
-@pytest.mark.parametrize("key", ["smol", "gemma", "qwen2"])
+@pytest.mark.parametrize("key", KEYS)
 def test_tokenizer_round_trip_matches_transformers(key, checkpoints, f32_ggufs):
     ours = llama_ids(f32_ggufs[key], TOKENIZER_TEXTS)
     for text, got in zip(TOKENIZER_TEXTS, ours, strict=True):
@@ -99,6 +119,32 @@ def test_metadata_carries_tokenizer_specials_and_template(f32_ggufs):
     assert qwen.metadata["tokenizer.ggml.pre"] == "qwen2"
     assert {"blk.0.attn_q.bias", "blk.1.attn_v.bias"} <= {t.name for t in qwen.tensors}
     assert "output.weight" not in {t.name for t in qwen.tensors}  # tied: llama.cpp reuses token_embd
+
+
+def test_qwen3_metadata_and_tensors(f32_ggufs):
+    summary = read_gguf(f32_ggufs["qwen3"])
+    meta = summary.metadata
+    assert meta["general.architecture"] == "qwen3" and meta["tokenizer.ggml.pre"] == "qwen2"
+    assert meta["qwen3.attention.key_length"] == 32 and meta["qwen3.attention.value_length"] == 32
+    assert meta["qwen3.attention.head_count"] == 4 and meta["qwen3.attention.head_count_kv"] == 2
+    shapes = {t.name: tuple(t.shape) for t in summary.tensors}
+    assert shapes["blk.1.attn_q_norm.weight"] == shapes["blk.1.attn_k_norm.weight"] == (32,)
+    assert "output.weight" in shapes  # untied
+    assert not any(name.endswith(".bias") for name in shapes)
+
+
+@pytest.mark.parametrize("outtype", ["f16", "q8_0"])
+def test_qwen3_outputs_load_and_generate(outtype, qwen3_checkpoint, isolated_home):
+    result = CliRunner().invoke(
+        cli, ["convert", str(qwen3_checkpoint), "--outtype", outtype, "--name", "qwen3", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    path = Path(json.loads(result.stdout)["path"])
+    assert read_gguf(path).file_type_name == outtype.upper()
+    with WorkerModel(path, LoadOptions(n_ctx=256)) as worker:
+        params = GenerationParams(max_tokens=8, temperature=0)
+        finished = worker.generate(single_turn(Kind.BASE, False, "Once upon a time", params))
+        assert finished.stats.generated_tokens > 0
 
 
 @pytest.mark.parametrize("outtype", ["f16", "q8_0"])

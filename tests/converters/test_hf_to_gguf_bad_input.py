@@ -303,3 +303,54 @@ def test_a_fifo_named_like_weights_is_refused_not_waited_on(tmp_path):
     started = time.monotonic()
     assert "not a regular file" in refused("convert", str(directory))
     assert time.monotonic() - started < 20
+
+
+# -- qwen3: a field it needs, the per-head q/k norms, options its llama.cpp graph lacks ----------------
+
+QWEN3_CONFIG = dict(CONFIG, model_type="qwen3", head_dim=16)  # head_dim is not hidden_size / heads (8)
+
+
+def qwen3_tensors(config=QWEN3_CONFIG) -> dict[str, np.ndarray]:
+    h, d = config["hidden_size"], config["head_dim"]
+    q, kv = config["num_attention_heads"] * d, config["num_key_value_heads"] * d
+    tensors = llama_tensors(config)
+    p = "model.layers.0."
+    shapes = {
+        p + "self_attn.q_proj.weight": (q, h),
+        p + "self_attn.k_proj.weight": (kv, h),
+        p + "self_attn.v_proj.weight": (kv, h),
+        p + "self_attn.o_proj.weight": (h, q),
+        p + "self_attn.q_norm.weight": (d,),
+        p + "self_attn.k_norm.weight": (d,),
+    }
+    tensors.update({name: np.full(shape, 0.01, np.float32) for name, shape in shapes.items()})
+    return tensors
+
+
+def test_a_qwen3_checkpoint_of_the_right_shape_converts(tmp_path):
+    directory = checkpoint(tmp_path / "ckpt", QWEN3_CONFIG, qwen3_tensors())
+    convert_directory(directory, tmp_path / "out.gguf", "f32")
+    assert "qwen3" in FAMILIES
+
+
+def test_a_qwen3_config_without_head_dim_is_one_line(tmp_path):
+    config = {k: v for k, v in QWEN3_CONFIG.items() if k != "head_dim"}
+    checkpoint(tmp_path, config, qwen3_tensors())
+    line = refused("convert", str(tmp_path))
+    assert "config.json lacks 'head_dim', which a qwen3 model needs" in line
+
+
+def test_a_qwen3_q_norm_of_the_wrong_size_is_one_line(tmp_path):
+    tensors = qwen3_tensors()
+    tensors["model.layers.0.self_attn.q_norm.weight"] = np.ones(8, np.float32)  # hidden / heads, not 16
+    checkpoint(tmp_path, QWEN3_CONFIG, tensors)
+    line = refused("convert", str(tmp_path))
+    assert "'model.layers.0.self_attn.q_norm.weight' has shape [8]; config.json implies [16]" in line
+
+
+@pytest.mark.parametrize("key", ["use_sliding_window", "attention_bias"])
+def test_qwen3_options_llama_cpp_lacks_are_one_line(tmp_path, key):
+    checkpoint(tmp_path, dict(QWEN3_CONFIG, **{key: True}), qwen3_tensors())
+    assert f"config.json sets {key}; llama.cpp's qwen3 arch has no such option" in refused(
+        "convert", str(tmp_path)
+    )

@@ -109,6 +109,7 @@ def test_shipped_model_pairs_cover_the_families():
         "smollm2-1.7b",
         "qwen2.5-0.5b",
         "qwen2.5-1.5b",
+        "qwen3-0.6b",
         "gemma-3-270m",
         "gemma-3-1b",
         "llama-3.2-1b",

@@ -1,4 +1,5 @@
-"""Shared pieces of the converter tests: a varied text, logits from both sides, a tiny Qwen2 checkpoint."""
+"""Shared pieces of the converter tests: a varied text, logits from both sides, tiny Qwen2 and Qwen3
+checkpoints."""
 
 from __future__ import annotations
 
@@ -89,12 +90,11 @@ QWEN2_SPLIT = (
 )
 
 
-def build_tiny_qwen2(out: Path) -> Path:
-    """A randomly initialised Qwen2 (biases, tied embeddings), bf16, in several shards, with a small
-    byte-level BPE tokenizer trained on the varied text, the way Qwen2's own is set up."""
-    import torch
+def _qwen_tokenizer():
+    """A small byte-level BPE trained on the varied text, set up the way Qwen2's and Qwen3's own are
+    (the same split regex, ByteLevel without its own regex, ChatML specials and template)."""
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+    from transformers import PreTrainedTokenizerFast
 
     specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
     tokenizer = Tokenizer(models.BPE())
@@ -116,6 +116,16 @@ def build_tiny_qwen2(out: Path) -> Path:
         "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
         "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
     )
+    return fast
+
+
+def build_tiny_qwen2(out: Path) -> Path:
+    """A randomly initialised Qwen2 (biases, tied embeddings), bf16, in several shards, with a small
+    byte-level BPE tokenizer trained on the varied text, the way Qwen2's own is set up."""
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    fast = _qwen_tokenizer()
     torch.manual_seed(0)
     config = Qwen2Config(
         vocab_size=640,  # more rows than tokens, as real checkpoints pad theirs
@@ -136,6 +146,41 @@ def build_tiny_qwen2(out: Path) -> Path:
         for layer in model.model.layers:
             for proj in (layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj):
                 proj.bias.normal_(0, 0.5)
+    model.save_pretrained(out, max_shard_size="200KB")
+    fast.save_pretrained(out)
+    return out
+
+
+def build_tiny_qwen3(out: Path) -> Path:
+    """A randomly initialised Qwen3, bf16, in several shards, with the Qwen-shaped tokenizer. Its
+    head_dim (32) is not hidden_size / heads (16), as in the real ones, the embeddings are untied (as
+    in Qwen3-8B and up), and the q/k norm weights are random, so a dropped, swapped or misplaced norm
+    shows in the logits."""
+    import torch
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    fast = _qwen_tokenizer()
+    torch.manual_seed(0)
+    config = Qwen3Config(
+        vocab_size=640,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=32,
+        max_position_embeddings=1024,
+        tie_word_embeddings=False,
+        initializer_range=0.4,
+        rms_norm_eps=1e-6,
+        bos_token_id=None,
+        eos_token_id=0,
+    )
+    model = Qwen3ForCausalLM(config).to(torch.bfloat16)
+    with torch.no_grad():
+        for layer in model.model.layers:
+            layer.self_attn.q_norm.weight.normal_(1, 0.5)
+            layer.self_attn.k_norm.weight.normal_(1, 0.5)
     model.save_pretrained(out, max_shard_size="200KB")
     fast.save_pretrained(out)
     return out
