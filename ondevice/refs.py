@@ -153,34 +153,32 @@ def _from_hub_ref(ref: str, store: Store, choose: Choose | None) -> ResolvedMode
             f"or `ondevice convert hf:{repo}` (a safetensors checkpoint)"
         )
     if len(found) > 1 and choose is not None:
-        entry = choose(found)
-        log.warning("%s: using %s (also in the store: %s)", ref, entry.manifest.ref,
-                    ", ".join(e.manifest.quant for e in found if e is not entry))  # fmt: skip
-    elif len(found) > 1:
+        return _resolved(ref, store, _chosen(ref, found, choose))
+    if len(found) > 1:
         have = ", ".join(e.manifest.ref for e in found)
         raise UnknownReferenceError(
             f"{ref} is in the store at several levels; name one as {ref}:QUANT: {have}"
         )
-    else:
-        entry = found[0]
-    return _from_store(ref, store, entry.manifest.name, entry.manifest.quant)
+    return _resolved(ref, store, found[0])
+
+
+def _chosen(label: str, entries: list[StoreEntry], choose: Choose) -> StoreEntry:
+    """The entry `choose` picks of one model's levels, said in one line."""
+    entry = choose(entries)
+    others = ", ".join(e.manifest.quant for e in entries if e is not entry)
+    log.warning(
+        "%s: using %s (also in the store: %s; name one as %s:QUANT)", label, entry.manifest.ref, others, label
+    )
+    return entry
 
 
 def _from_store(
     ref: str, store: Store, name: str, quant: str | None, choose: Choose | None = None
 ) -> ResolvedModel:
-    candidates = [e for e in store.entries() if e.manifest.name == name] if quant is None else []
-    if choose is not None and len(candidates) > 1:
-        entry = choose(candidates)
-        others = ", ".join(e.manifest.quant for e in candidates if e is not entry)
-        log.warning(
-            "%s: using %s (also in the store: %s; name one as %s:QUANT)",
-            name,
-            entry.manifest.ref,
-            others,
-            name,
-        )
-        return _from_store(ref, store, name, entry.manifest.quant)
+    if choose is not None and quant is None:  # only then are all of NAME's levels worth reading
+        candidates = [e for e in store.entries() if e.manifest.name == name]
+        if len(candidates) > 1:
+            return _resolved(ref, store, _chosen(name, candidates, choose))
     try:
         entry = store.find(name, quant)
     except UnknownReferenceError as exc:
@@ -190,6 +188,10 @@ def _from_store(
         close = difflib.get_close_matches(name, known, n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else f"; known: {', '.join(known)}"
         raise UnknownReferenceError(f"unknown model reference {ref!r}{hint}") from exc
+    return _resolved(ref, store, entry)
+
+
+def _resolved(ref: str, store: Store, entry: StoreEntry) -> ResolvedModel:
     store.verify(entry, full=False)  # a replaced file is caught here; sha256 where it matters (verify)
     summary = read_gguf_model(entry.path)
     manifest = entry.manifest
