@@ -6,12 +6,14 @@ from typing import ClassVar
 
 import gguf
 
-from .base import ConvertError, Family, TensorPlan
+from .base import ConvertError, TensorPlan
+from .qwen2 import Qwen2Family
 
 
-class Qwen3Family(Family):
-    """llama.cpp's qwen3 graph applies `attn_q_norm`/`attn_k_norm` (one head_dim-wide weight shared by
-    all heads) before a rotate-half (NeoX) RoPE, as transformers does: no permutation, no offset.
+class Qwen3Family(Qwen2Family):
+    """Qwen2's hyperparameters and RoPE, written by Qwen2Family. llama.cpp's qwen3 graph applies
+    `attn_q_norm`/`attn_k_norm` (one head_dim-wide weight shared by all heads) before a rotate-half
+    (NeoX) RoPE, as transformers does: no permutation, no offset.
 
     head_dim is its own field in Qwen3 (128 in every released size, not hidden_size / heads), so it
     is required rather than derived; the key and value lengths are always written, as llama.cpp's
@@ -30,10 +32,3 @@ class Qwen3Family(Family):
             if self.config.get(key):
                 raise ConvertError(f"config.json sets {key}; llama.cpp's qwen3 arch has no such option")
         return super().plan()
-
-    def add_hparams(self, writer: gguf.GGUFWriter) -> None:
-        self.add_common(writer)
-        theta = self.rope_theta()
-        if theta is not None:
-            writer.add_rope_freq_base(theta)
-        self.rope_scaling(writer)
