@@ -21,7 +21,6 @@ import shutil
 import socket
 import statistics
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -35,7 +34,7 @@ from ondevice.runtime.llama_params import default_threads
 from ondevice.runtime.protocol import ExtraBufts, GenerationParams, LoadOptions, TokenEvent
 from ondevice.server.app import create_app
 from ondevice.server.pool import ModelPool
-from ondevice.server.serving import listen, make_server, url_of
+from ondevice.server.serving import serving_in_thread
 
 # Without TCP_NODELAY a client's request goes out as two writes (head, then body) and the second waits
 # for the server's delayed ACK (tens of ms on loopback): a cost of the client, not of the server.
@@ -96,17 +95,8 @@ def timed_http(url: str, model: str, prompt: str, tokens: int) -> tuple[float, f
 @contextlib.contextmanager
 def ondevice_server(model, options: LoadOptions) -> Iterator[str]:
     pool = ModelPool({"model": model}, options_for=lambda m: options, find=None, keep_alive=None)
-    sock = listen("127.0.0.1", 0)
-    server = make_server(create_app(pool), pool)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.01)
-    try:
-        yield url_of(sock)
-    finally:
-        server.stop()
-        thread.join(60)
+    with serving_in_thread(create_app(pool), pool) as url:
+        yield url
 
 
 @contextlib.contextmanager

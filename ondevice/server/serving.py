@@ -7,6 +7,7 @@ import contextlib
 import signal
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from types import FrameType
 
@@ -17,6 +18,7 @@ from ..errors import OndeviceError
 from .pool import SHUTDOWN_GRACE_S, ModelPool
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+START_TIMEOUT_S = 30.0
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -111,3 +113,28 @@ def serve(
         await task
 
     asyncio.run(main())
+
+
+@contextlib.contextmanager
+def serving_in_thread(app: Starlette, pool: ModelPool, host: str = "127.0.0.1") -> Iterator[str]:
+    """The app served by uvicorn in a thread of this process on a free port (tests, benchmarks); yields
+    its base URL and stops the server and every worker on the way out."""
+    sock = listen(host, 0)
+    server = make_server(app, pool)
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, name="ondevice-serve", daemon=True
+    )
+    thread.start()
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.stop()
+            raise OndeviceError(f"the server on {url_of(sock)} did not start")
+        time.sleep(0.01)
+    try:
+        yield url_of(sock)
+    finally:
+        server.stop()
+        thread.join(60)
+        if thread.is_alive():
+            raise OndeviceError(f"the server on {url_of(sock)} did not stop")

@@ -3,11 +3,10 @@ reading server-sent events."""
 
 from __future__ import annotations
 
+import contextlib
 import json
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -19,7 +18,7 @@ from ondevice.refs import ResolvedModel
 from ondevice.runtime.engine import Backend
 from ondevice.runtime.protocol import LoadOptions
 from ondevice.server.pool import ModelPool
-from ondevice.server.serving import listen, make_server, url_of
+from ondevice.server.serving import serving_in_thread
 
 
 def fake_model(name: str, kind: Kind = Kind.INSTRUCT) -> ResolvedModel:
@@ -44,24 +43,10 @@ def fake_pool(
     )
 
 
-@contextmanager
-def serving(app: Starlette, pool: ModelPool) -> Iterator[str]:
+def serving(app: Starlette, pool: ModelPool) -> contextlib.AbstractContextManager[str]:
     """The app served by uvicorn on 127.0.0.1 (a free port) in a thread; yields its base URL and stops
     the server (and every worker) on the way out."""
-    sock = listen("127.0.0.1", 0)
-    server = make_server(app, pool)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="test-server", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.01)
-    try:
-        yield url_of(sock)
-    finally:
-        server.stop()
-        thread.join(60)
-        assert not thread.is_alive(), "the server did not stop"
+    return serving_in_thread(app, pool)
 
 
 def sse_events(lines: Iterable[str]) -> Iterator[dict[str, Any] | str]:
