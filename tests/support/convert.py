@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -119,6 +120,22 @@ def _qwen_tokenizer():
     return fast
 
 
+# The shape both tiny Qwen checkpoints share.
+TINY_QWEN: dict[str, Any] = {
+    "vocab_size": 640,  # more rows than tokens, as real checkpoints pad theirs
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "max_position_embeddings": 1024,
+    "initializer_range": 0.4,
+    "rms_norm_eps": 1e-6,
+    "bos_token_id": None,
+    "eos_token_id": 0,
+}
+
+
 def build_tiny_qwen2(out: Path) -> Path:
     """A randomly initialised Qwen2 (biases, tied embeddings), bf16, in several shards, with a small
     byte-level BPE tokenizer trained on the varied text, the way Qwen2's own is set up."""
@@ -127,20 +144,7 @@ def build_tiny_qwen2(out: Path) -> Path:
 
     fast = _qwen_tokenizer()
     torch.manual_seed(0)
-    config = Qwen2Config(
-        vocab_size=640,  # more rows than tokens, as real checkpoints pad theirs
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=1024,
-        tie_word_embeddings=True,
-        initializer_range=0.4,
-        rms_norm_eps=1e-6,
-        bos_token_id=None,
-        eos_token_id=0,
-    )
+    config = Qwen2Config(**TINY_QWEN, tie_word_embeddings=True)
     model = Qwen2ForCausalLM(config).to(torch.bfloat16)
     with torch.no_grad():  # random biases, so a dropped or misplaced bias shows in the logits
         for layer in model.model.layers:
@@ -161,21 +165,7 @@ def build_tiny_qwen3(out: Path) -> Path:
 
     fast = _qwen_tokenizer()
     torch.manual_seed(0)
-    config = Qwen3Config(
-        vocab_size=640,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=32,
-        max_position_embeddings=1024,
-        tie_word_embeddings=False,
-        initializer_range=0.4,
-        rms_norm_eps=1e-6,
-        bos_token_id=None,
-        eos_token_id=0,
-    )
+    config = Qwen3Config(**TINY_QWEN, head_dim=32, tie_word_embeddings=False)
     model = Qwen3ForCausalLM(config).to(torch.bfloat16)
     with torch.no_grad():
         for layer in model.model.layers:
