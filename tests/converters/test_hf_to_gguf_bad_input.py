@@ -354,3 +354,15 @@ def test_qwen3_options_llama_cpp_lacks_are_one_line(tmp_path, key):
     assert f"config.json sets {key}; llama.cpp's qwen3 arch has no such option" in refused(
         "convert", str(tmp_path)
     )
+
+
+# -- llama3 RoPE scaling: numbers llama.cpp's factors cannot be computed from ------------------------
+
+
+def test_llama3_rope_scaling_with_unusable_numbers_is_one_line(tmp_path):
+    rope = {"rope_type": "llama3", "factor": "32", "low_freq_factor": 1.0, "high_freq_factor": 4.0}
+    checkpoint(tmp_path / "text", dict(CONFIG, rope_scaling=rope))
+    assert "llama3 RoPE factor is '32', not a number" in refused("convert", str(tmp_path / "text"))
+    rope = dict(rope, factor=32.0, low_freq_factor=4.0)
+    checkpoint(tmp_path / "equal", dict(CONFIG, rope_scaling=rope))
+    assert "llama3 RoPE scaling" in refused("convert", str(tmp_path / "equal"))
