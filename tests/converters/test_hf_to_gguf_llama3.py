@@ -30,15 +30,15 @@ from tests.support.convert import (
     transformers_ids,
     transformers_logits,
 )
-from tests.support.llama3 import BEGIN_OF_TEXT, LLAMA3_ROPE, build_tiny_llama32
+from tests.support.llama3 import BEGIN_OF_TEXT, LLAMA3_ROPE, build_tiny_llama32, build_tiny_smollm3
 
 pytest.importorskip("transformers")
 
 # Bounds held on VARIED_TEXT (430 tokens, logits up to ~15); measured max |diff|: tiny Llama 3.2 1.7e-4,
 # tiny SmolLM3 2.9e-4. Without the rope_freqs tensor the Llama 3.2 one is 19, with 409 top-1 misses.
-MAX_ABS_LOGIT_DIFF = {"llama32": 0.005}
+MAX_ABS_LOGIT_DIFF = {"llama32": 0.005, "smollm3": 0.005}
 KEYS = list(MAX_ABS_LOGIT_DIFF)
-BUILDERS = {"llama32": build_tiny_llama32}
+BUILDERS = {"llama32": build_tiny_llama32, "smollm3": build_tiny_smollm3}
 
 
 @pytest.fixture(scope="module")
@@ -97,6 +97,19 @@ def test_llama32_metadata_bos_and_rope_freqs(checkpoints, f32_ggufs):
     # Every kind of factor is in play: kept (1), stretched (factor) and blended between.
     assert factors.min() == 1.0 and factors.max() == LLAMA3_ROPE["factor"]
     assert ((factors > 1) & (factors < LLAMA3_ROPE["factor"])).any()
+
+
+def test_smollm3_metadata_and_tensors(f32_ggufs):
+    summary = read_gguf(f32_ggufs["smollm3"])
+    meta = summary.metadata
+    assert meta["general.architecture"] == "smollm3" and meta["tokenizer.ggml.pre"] == "llama-bpe"
+    assert meta["smollm3.block_count"] == 4 and meta["smollm3.rope.dimension_count"] == 16
+    # Its tokenizer adds no BOS; llama.cpp would add one for llama-bpe unless told not to.
+    assert meta["tokenizer.ggml.add_bos_token"] is False
+    assert "<|im_start|>" in meta["tokenizer.chat_template"]
+    names = {t.name for t in summary.tensors}
+    assert "output.weight" not in names and "rope_freqs.weight" not in names
+    assert {f"blk.{i}.attn_q.weight" for i in range(4)} <= names
 
 
 @pytest.mark.parametrize("outtype", ["f16", "q8_0"])
