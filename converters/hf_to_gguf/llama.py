@@ -23,9 +23,10 @@ def rope_permute(weight: np.ndarray, n_heads: int) -> np.ndarray:
 
 
 def llama3_rope_factors(params: dict, head_dim: int, theta: float) -> np.ndarray:
-    """The per-frequency divisors llama.cpp applies for `rope_type: llama3` (its `rope_freqs` tensor),
-    by the formula and defaults of llama.cpp's converter: 1 for short wavelengths, `factor` for long
-    ones, and a smooth blend between. (Computed in float64, then stored as float32.)"""
+    """The per-frequency divisors llama.cpp applies for `rope_type: llama3` (its `rope_freqs` tensor):
+    1 for short wavelengths, `factor` for long ones, a smooth blend between. The formula, defaults and
+    float32 arithmetic are those of llama.cpp's converter, so the factors come out the same: bit for bit
+    for the Llama 3.1/3.2 configs (only a float32 pow rounding otherwise could move a blend by an ulp)."""
     numbers = {
         key: params.get(key, default)
         for key, default in (
@@ -44,17 +45,19 @@ def llama3_rope_factors(params: dict, head_dim: int, theta: float) -> np.ndarray
             f"config.json's llama3 RoPE scaling (factor {factor}, low_freq_factor {low}, "
             f"high_freq_factor {high}, original_max_position_embeddings {old_context}) is not usable"
         )
-    freqs = 1.0 / theta ** (np.arange(0, head_dim, 2, dtype=np.float64) / head_dim)
+    f32 = np.float32
+    exponents = np.arange(0, head_dim, 2, dtype=np.float32) / f32(head_dim)
+    freqs = f32(1.0) / np.power(f32(theta), exponents)
     factors = []
     for freq in freqs:
-        wavelength = 2 * math.pi / freq
-        if wavelength < old_context / high:
-            factors.append(1.0)
-        elif wavelength > old_context / low:
-            factors.append(factor)
+        wavelength = f32(2 * math.pi) / freq
+        if wavelength < f32(old_context / high):
+            factors.append(f32(1.0))
+        elif wavelength > f32(old_context / low):
+            factors.append(f32(factor))
         else:
-            smooth = (old_context / wavelength - low) / (high - low)
-            factors.append(1 / ((1 - smooth) / factor + smooth))
+            smooth = (f32(old_context) / wavelength - f32(low)) / f32(high - low)
+            factors.append(f32(1.0) / ((f32(1.0) - smooth) / f32(factor) + smooth))
     return np.array(factors, dtype=np.float32)
 
 

@@ -9,6 +9,7 @@ llama.cpp runs with an F32 KV cache here so the comparison measures the conversi
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from gguf import GGUFReader
 
 from ondevice.cli import cli
 from ondevice.converters.hf_to_gguf import convert_directory
+from ondevice.converters.hf_to_gguf.llama import llama3_rope_factors
 from ondevice.gguf_file import read_gguf
 from ondevice.kinds import Kind
 from ondevice.runtime.engine import WorkerModel, single_turn
@@ -88,7 +90,7 @@ def test_llama32_metadata_bos_and_rope_freqs(checkpoints, f32_ggufs):
     from transformers import AutoConfig
     from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 
-    factors = next(np.array(t.data) for t in reader.tensors if t.name == "rope_freqs.weight")
+    factors = _rope_freqs(f32_ggufs["llama32"])
     config = AutoConfig.from_pretrained(checkpoints["llama32"])
     scaled, _ = ROPE_INIT_FUNCTIONS["llama3"](config, "cpu")
     dim = config.head_dim
@@ -97,6 +99,10 @@ def test_llama32_metadata_bos_and_rope_freqs(checkpoints, f32_ggufs):
     # Every kind of factor is in play: kept (1), stretched (factor) and blended between.
     assert factors.min() == 1.0 and factors.max() == LLAMA3_ROPE["factor"]
     assert ((factors > 1) & (factors < LLAMA3_ROPE["factor"])).any()
+
+
+def _rope_freqs(path: Path) -> np.ndarray:
+    return next(np.array(t.data) for t in GGUFReader(path).tensors if t.name == "rope_freqs.weight")
 
 
 def test_smollm3_metadata_and_tensors(f32_ggufs):
@@ -129,3 +135,58 @@ def test_cli_outputs_load_and_generate(key, outtype, checkpoints, isolated_home)
         params = GenerationParams(max_tokens=8, temperature=0, ignore_eos=True)
         finished = worker.generate(single_turn(Kind.BASE, False, "Once upon a time", params))
         assert finished.stats.generated_tokens == 8
+
+
+def test_llama3_config_in_transformers_4_form_gives_the_same_gguf_rope(checkpoints, f32_ggufs, tmp_path):
+    """Hub Llama 3.x configs spell it `rope_scaling` with a flat `rope_theta` (transformers 4)."""
+    directory = tmp_path / "llama32-v4-config"
+    shutil.copytree(checkpoints["llama32"], directory)
+    config = json.loads((directory / "config.json").read_text(encoding="utf-8"))
+    rope = config.pop("rope_parameters")
+    config["rope_theta"] = rope.pop("rope_theta")
+    config["rope_scaling"] = rope
+    (directory / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    ours = convert_directory(directory, tmp_path / "v4.gguf", "f32")
+    assert read_gguf(ours).metadata["llama.rope.freq_base"] == LLAMA3_ROPE["rope_theta"]
+    np.testing.assert_array_equal(_rope_freqs(ours), _rope_freqs(f32_ggufs["llama32"]))
+
+
+def _llama_cpp_converter_factors(rope: dict, dim: int) -> np.ndarray:
+    """llama.cpp's convert_hf_to_gguf.py (LlamaModel.generate_extra_tensors), transcribed: torch float32."""
+    import math
+
+    import torch
+
+    freqs = 1.0 / (rope["rope_theta"] ** (torch.arange(0, dim, 2, dtype=torch.float32) / dim))
+    factor, low, high = rope["factor"], rope["low_freq_factor"], rope["high_freq_factor"]
+    old = rope["original_max_position_embeddings"]
+    factors = []
+    for freq in freqs:
+        wavelen = 2 * math.pi / freq
+        if wavelen < old / high:
+            factors.append(1)
+        elif wavelen > old / low:
+            factors.append(factor)
+        else:
+            smooth = (old / wavelen - low) / (high - low)
+            factors.append(1 / ((1 - smooth) / factor + smooth))
+    return torch.tensor(factors, dtype=torch.float32).numpy()
+
+
+@pytest.mark.parametrize(
+    ("head_dim", "factor"),
+    [(128, 8.0), (64, 32.0), (128, 32.0)],
+    ids=["llama-3.1-8b", "llama-3.2-1b", "llama-3.2-3b"],
+)
+def test_llama3_rope_factors_equal_llama_cpp_converters_bit_for_bit(head_dim, factor):
+    rope = {
+        "rope_theta": 500000.0,
+        "factor": factor,
+        "low_freq_factor": 1.0,
+        "high_freq_factor": 4.0,
+        "original_max_position_embeddings": 8192,
+    }
+    ours = llama3_rope_factors(rope, head_dim, rope["rope_theta"])
+    reference = _llama_cpp_converter_factors(rope, head_dim)
+    assert ours.dtype == np.float32 and ours.tobytes() == reference.tobytes()
+    assert ((ours > 1) & (ours < factor)).any()  # the blended band, where rounding could differ
