@@ -12,7 +12,7 @@ import functools
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, cast
 
@@ -43,12 +43,14 @@ _CONFIG_LIMITS = {
 
 @dataclass(frozen=True)
 class TensorPlan:
-    """One output tensor: its GGUF name and numpy-order shape, and how to make it from its source."""
+    """One output tensor: its GGUF name and numpy-order shape, and how to make it from its source
+    (or its `values`, for a tensor the family computes from config.json, such as RoPE factors)."""
 
     name: str
     source: str
     shape: tuple[int, ...]
     transform: Transform | None = None
+    values: np.ndarray | None = field(default=None, compare=False)
 
 
 def _identity(array: np.ndarray) -> np.ndarray:
@@ -139,7 +141,11 @@ class Family(ABC):
                 )
             plans.append(TensorPlan(name, source, ref.shape, self.transform(name, source)))
         self.check_complete(plans)
-        return plans
+        return plans + self.computed_tensors()
+
+    def computed_tensors(self) -> list[TensorPlan]:
+        """Tensors the family computes from config.json rather than reads (none by default)."""
+        return []
 
     def check_complete(self, plans: list[TensorPlan]) -> None:
         """Refuse a checkpoint llama.cpp could not load: every layer must have the tensors the others
@@ -235,12 +241,21 @@ class Family(ABC):
         theta = params.get("rope_theta", self.config.get("rope_theta"))
         return float(theta) if theta is not None else None
 
-    def rope_scaling(self, writer: gguf.GGUFWriter, layer_type: str | None = None) -> None:
+    def rope_parameters(self, layer_type: str | None = None) -> dict[str, Any]:
+        """transformers 5's rope_parameters (per layer type) or the older rope_scaling."""
         params = self.config.get("rope_parameters") or self.config.get("rope_scaling") or {}
         if layer_type is not None and isinstance(params.get(layer_type), dict):
             params = params[layer_type]
-        kind = params.get("rope_type", params.get("type", "default"))
-        if kind in (None, "default"):
+        return params if isinstance(params, dict) else {}
+
+    def rope_kind(self, layer_type: str | None = None) -> str:
+        params = self.rope_parameters(layer_type)
+        return str(params.get("rope_type", params.get("type")) or "default")
+
+    def rope_scaling(self, writer: gguf.GGUFWriter, layer_type: str | None = None) -> None:
+        params = self.rope_parameters(layer_type)
+        kind = self.rope_kind(layer_type)
+        if kind == "default":
             return
         if kind == "linear":
             writer.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
@@ -361,7 +376,8 @@ def write_gguf(
                 blocks = cast(np.ndarray, _RowBlocks(family.checkpoint, plan, qtype))
                 writer.write_tensor_data(blocks)
             else:
-                array = (plan.transform or _identity)(_finite(family.checkpoint.read(plan.source), plan))
+                source = plan.values if plan.values is not None else family.checkpoint.read(plan.source)
+                array = (plan.transform or _identity)(_finite(source, plan))
                 if tuple(array.shape) != plan.shape:  # a transform must never change the planned layout
                     raise ConvertError(f"internal: {plan.source} became {array.shape}, planned {plan.shape}")
                 writer.write_tensor_data(_encode(array, qtype))

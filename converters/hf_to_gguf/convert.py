@@ -31,8 +31,15 @@ from .gemma3 import Gemma3Family
 from .llama import LlamaFamily
 from .qwen2 import Qwen2Family
 from .qwen3 import Qwen3Family
+from .smollm3 import SmolLM3Family
 
-FAMILY_CLASSES: tuple[type[Family], ...] = (LlamaFamily, Qwen2Family, Qwen3Family, Gemma3Family)
+FAMILY_CLASSES: tuple[type[Family], ...] = (
+    LlamaFamily,
+    Qwen2Family,
+    Qwen3Family,
+    Gemma3Family,
+    SmolLM3Family,
+)
 FAMILIES: dict[str, type[Family]] = {t: cls for cls in FAMILY_CLASSES for t in cls.model_types}
 PICKLED_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
 _METADATA_SLACK = 64 * 1024 * 1024  # vocabulary and header on top of the tensor bytes

@@ -72,6 +72,11 @@ class Vocab:
         writer.add_token_types(self.types)
         writer.add_add_space_prefix(self.add_space_prefix)
         special = gguf.SpecialVocab(directory, load_merges=self.model == "gpt2", n_vocab=n_vocab)
+        if self.model == "gpt2" and "bos" not in special.add_special_token:
+            # Neither tokenizer.json's post-processor nor tokenizer_config.json adds a BOS, so
+            # transformers adds none; said explicitly, as llama.cpp adds one for some pre-tokenizers
+            # (llama-bpe) when the GGUF is silent.
+            special.add_special_token["bos"] = False
         special.add_to_gguf(writer, quiet=True)
 
 

@@ -354,3 +354,57 @@ def test_qwen3_options_llama_cpp_lacks_are_one_line(tmp_path, key):
     assert f"config.json sets {key}; llama.cpp's qwen3 arch has no such option" in refused(
         "convert", str(tmp_path)
     )
+
+
+# -- smollm3: which layers skip RoPE must be said, and be the ones llama.cpp skips; llama3 RoPE scaling --
+
+SMOLLM3_CONFIG = dict(CONFIG, model_type="smollm3", num_hidden_layers=4, no_rope_layer_interval=4)
+
+
+def layered_tensors(config) -> dict[str, np.ndarray]:
+    tensors = llama_tensors(config)
+    for i in range(1, config["num_hidden_layers"]):
+        tensors.update(
+            {k.replace("layers.0.", f"layers.{i}."): v for k, v in tensors.items() if "layers.0." in k}
+        )
+    return tensors
+
+
+def test_a_smollm3_checkpoint_of_the_right_shape_converts(tmp_path):
+    config = dict(SMOLLM3_CONFIG, no_rope_layers=[1, 1, 1, 0])
+    directory = checkpoint(tmp_path / "ckpt", config, layered_tensors(config))
+    convert_directory(directory, tmp_path / "out.gguf", "f32")
+    assert "smollm3" in FAMILIES
+
+
+def test_a_smollm3_config_not_saying_which_layers_skip_rope_is_one_line(tmp_path):
+    config = {k: v for k, v in SMOLLM3_CONFIG.items() if k != "no_rope_layer_interval"}
+    checkpoint(tmp_path, config, layered_tensors(config))
+    line = refused("convert", str(tmp_path))
+    assert "config.json lacks 'no_rope_layers' and 'no_rope_layer_interval'" in line
+
+
+@pytest.mark.parametrize(
+    ("patch", "message"),
+    [
+        ({"no_rope_layers": [1, 0, 1, 1]}, "puts the layers without RoPE at [1]"),
+        ({"no_rope_layer_interval": 2}, "puts the layers without RoPE at [1, 3]"),
+        ({"no_rope_layers": [1, 1]}, "no_rope_layers has 2 entries for 4 layers"),
+        ({"no_rope_layers": [1, 1, 1, "no"]}, "no_rope_layers must be a list of 0s and 1s"),
+        ({"use_sliding_window": True}, "sets use_sliding_window; llama.cpp's smollm3 arch"),
+        ({"rope_scaling": {"rope_type": "llama3", "factor": 8.0}}, "RoPE scaling 'llama3' is not supported"),
+    ],
+)
+def test_smollm3_configs_llama_cpp_cannot_run_are_one_line(tmp_path, patch, message):
+    config = dict(SMOLLM3_CONFIG, **patch)
+    checkpoint(tmp_path, config, layered_tensors(config))
+    assert message in refused("convert", str(tmp_path))
+
+
+def test_llama3_rope_scaling_with_unusable_numbers_is_one_line(tmp_path):
+    rope = {"rope_type": "llama3", "factor": "32", "low_freq_factor": 1.0, "high_freq_factor": 4.0}
+    checkpoint(tmp_path / "text", dict(CONFIG, rope_scaling=rope))
+    assert "llama3 RoPE factor is '32', not a number" in refused("convert", str(tmp_path / "text"))
+    rope = dict(rope, factor=32.0, low_freq_factor=4.0)
+    checkpoint(tmp_path / "equal", dict(CONFIG, rope_scaling=rope))
+    assert "llama3 RoPE scaling" in refused("convert", str(tmp_path / "equal"))

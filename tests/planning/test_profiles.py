@@ -110,6 +110,9 @@ def test_shipped_model_pairs_cover_the_families():
         "qwen2.5-0.5b",
         "qwen2.5-1.5b",
         "qwen3-0.6b",
+        "qwen3-1.7b",
+        "qwen3-4b",
+        "smollm3-3b",
         "gemma-3-270m",
         "gemma-3-1b",
         "llama-3.2-1b",
@@ -127,6 +130,30 @@ def test_shipped_model_pairs_cover_the_families():
             assert pair.architecture is not None
     assert pairs["bundled"].refs() == ("bundled:gemma-3-270m", "bundled:smollm2-135m-instruct")
     assert [p.size for p in pairs_for("smollm2")] == ["135M", "360M", "1.7B"]
+    assert [p.size for p in pairs_for("qwen3")] == ["0.6B", "1.7B", "4B"]
+
+
+@pytest.mark.parametrize(
+    ("name", "qk_norms"),
+    [
+        ("llama-3.2-1b", False),
+        ("llama-3.2-3b", False),
+        ("qwen3-0.6b", True),
+        ("qwen3-1.7b", True),
+        ("qwen3-4b", True),
+        ("smollm3-3b", False),
+    ],
+)
+def test_dense_tied_pairs_count_their_parameters_from_their_shapes(name, qk_norms):
+    """Tied embeddings, q/k/v/o and gated MLP matrices, two norms a layer (and Qwen3's per-head q/k
+    norms), a final norm: the memory estimates start from this count."""
+    a = pairs_for(name)[0].architecture
+    assert a is not None
+    attention = 2 * a.embedding * a.heads * a.head_dim + 2 * a.embedding * a.kv_heads * a.head_dim
+    layer = (
+        attention + 3 * a.embedding * a.feed_forward + 2 * a.embedding + (2 * a.head_dim if qk_norms else 0)
+    )
+    assert a.parameters == a.vocab * a.embedding + a.layers * layer + a.embedding
 
 
 def test_every_field_is_documented_in_code_and_in_the_shipped_files():
