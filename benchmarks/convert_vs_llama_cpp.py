@@ -51,6 +51,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import textwrap
 import threading
 import time
 from collections.abc import Iterator
@@ -86,9 +87,71 @@ CELL_WIDTH = 60  # characters of a long value shown in the differences table
 ELEMENT_WIDTH = 24  # characters of one array element shown
 SHOWN_ELEMENTS = 3  # differing elements of an array shown
 
-# The differences accounted for: fnmatch patterns on the checkpoint directory's name and on the key or
-# tensor name, and why the two converters write them differently.
-EXPLAINED: tuple[tuple[str, str, str], ...] = ()
+
+@dataclass(frozen=True)
+class Expected:
+    """A difference accounted for: fnmatch patterns on the checkpoint directory's name and on the key or
+    tensor, which side has it ("ours", "theirs": only that side; "both": both, with other values), and
+    why the two converters write it differently."""
+
+    models: str
+    items: str
+    present: str
+    why: str
+
+
+GENERAL = (
+    "llama.cpp's converter guesses a display name, base name, fine-tune, size label and type from the "
+    "directory's name (and the model card, which these checkpoints lack; tests/support/checkpoints.py's "
+    "cache key became a fine-tune); it names files from them. Ours writes general.name alone, from "
+    "config.json's _name_or_path or the directory. Neither is read for inference."
+)
+VOCAB_SIZE = (
+    "Ours states the vocabulary size (the length of its token list, padded to the embedding rows); "
+    "llama.cpp's converter leaves it to the loader, which takes the token list's length: the same number."
+)
+SPACE_PREFIX = (
+    "llama.cpp's converter writes add_space_prefix only for SentencePiece vocabularies; for a BPE ('gpt2') "
+    "one its loader sets it false, the value ours writes."
+)
+HEAD_DIM = (
+    "llama.cpp's converter writes the key/value head width whenever config.json states head_dim; ours only "
+    "where it is not hidden_size / heads, the loader's default (here 576 / 9 = 64): the same width."
+)
+GRANITE_BOS = (
+    "llama.cpp's LlamaModel writes add_bos_token false for every llama checkpoint with a 49152-token "
+    "vocabulary (meant for Granite's small models; SmolLM2 has that size too). Without the key its loader "
+    "adds no BOS to a 'gpt2' vocabulary with this pre-tokenizer either: the same tokens."
+)
+SMOLLM2_PRE = (
+    "The checkpoint rebuilt from the GGUF lost SmolLM2's Digits step: its tokenizer.json splits with the "
+    "GPT-2 regex alone, which ours reads ('gpt-2'); llama.cpp recognises the vocabulary by its hash and "
+    "names the real model's 'smollm'. From the Hub's tokenizer.json ours writes 'smollm' too "
+    "(test_smollm2s_own_pre_tokenizer_splits_digits_like_transformers); this vocabulary has no "
+    "multi-digit tokens, so the ids are the same."
+)
+GEMMA_TOKENIZER = (
+    "The checkpoint rebuilt from the GGUF has tokenizer.json (SentencePiece-style BPE with byte fallback) "
+    "but no tokenizer.model, so llama.cpp's Gemma 3 converter takes its GPT-2 path: a 'gpt2' vocabulary "
+    "with merges, a pre-tokenizer picked by hash, <0xNN> tokens typed NORMAL, no scores and no "
+    "add_space_prefix. Ours writes the 'llama' (SentencePiece) vocabulary llama.cpp's converter makes "
+    "from a real tokenizer.model, pre 'default', <0xNN> tokens typed BYTE, add_space_prefix false, and "
+    "scores of minus each token's merge rank, so llama.cpp merges in tokenizer.json's order; its token "
+    "ids equal transformers' (test_tokenizer_round_trip_matches_transformers[gemma])."
+)
+
+# The differences accounted for; the first that matches gives the reason.
+EXPLAINED: tuple[Expected, ...] = (
+    *(Expected("*", f"general.{key}", "theirs", GENERAL) for key in ("basename", "finetune", "size_label")),
+    Expected("*", "general.type", "theirs", GENERAL),
+    Expected("*", "general.name", "both", GENERAL),
+    Expected("*", "*.vocab_size", "ours", VOCAB_SIZE),
+    Expected("gemma-3-*", "tokenizer.ggml.*", "*", GEMMA_TOKENIZER),
+    Expected("*", "tokenizer.ggml.add_space_prefix", "ours", SPACE_PREFIX),
+    Expected("smollm2-*", "llama.attention.[kv]*_length", "theirs", HEAD_DIM),
+    Expected("smollm2-*", "tokenizer.ggml.add_bos_token", "theirs", GRANITE_BOS),
+    Expected("smollm2-*", "tokenizer.ggml.pre", "both", SMOLLM2_PRE),
+)
 
 OURS_CODE = (
     "import sys; from pathlib import Path; from ondevice.converters.hf_to_gguf import convert_directory; "
@@ -474,16 +537,17 @@ def tensor_differences(ours: dict[str, TensorInfo], theirs: dict[str, TensorInfo
     ]
 
 
-def explanation(model: str, item: str) -> str | None:
-    """Why `item` is expected to differ for the checkpoint named `model`, if it is accounted for."""
-    return next(
-        (
-            why
-            for models, items, why in EXPLAINED
-            if fnmatch.fnmatchcase(model, models) and fnmatch.fnmatchcase(item, items)
-        ),
-        None,
-    )
+def explanation(model: str, difference: Difference) -> str | None:
+    """Why `difference` is expected for the checkpoint named `model`, if it is accounted for."""
+    present = "ours" if difference.theirs == "-" else "theirs" if difference.ours == "-" else "both"
+    for expected in EXPLAINED:
+        if (
+            fnmatch.fnmatchcase(model, expected.models)
+            and fnmatch.fnmatchcase(difference.item, expected.items)
+            and fnmatch.fnmatchcase(present, expected.present)
+        ):
+            return expected.why
+    return None
 
 
 def data_summary(a: gguf.GGUFReader, b: gguf.GGUFReader) -> str:
@@ -516,7 +580,7 @@ def print_differences(model: str, differences: list[Difference]) -> int:
     notes: list[str] = []
     rows = []
     for d in differences:
-        why = explanation(model, d.item)
+        why = explanation(model, d)
         if why is None:
             mark = "UNEXPLAINED"
         else:
@@ -531,7 +595,7 @@ def print_differences(model: str, differences: list[Difference]) -> int:
             "  " + "  ".join(cell.ljust(w) for cell, w in zip(row[:3], widths, strict=True)) + "  " + row[3]
         )
     for number, why in enumerate(notes, 1):
-        print(f"  [{number}] {why}")
+        print(textwrap.fill(why, 108, initial_indent=f"  [{number}] ", subsequent_indent="      "))
     unexplained = sum(r[3] == "UNEXPLAINED" for r in rows)
     print(f"  {len(rows)} differences, {unexplained} unexplained")
     return unexplained
