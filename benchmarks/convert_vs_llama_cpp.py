@@ -142,7 +142,7 @@ GEMMA_TOKENIZER = (
 
 # The differences accounted for; the first that matches gives the reason.
 EXPLAINED: tuple[Expected, ...] = (
-    *(Expected("*", f"general.{key}", "theirs", GENERAL) for key in ("basename", "finetune", "size_label")),
+    *(Expected("*", f"general.{k}", "theirs", GENERAL) for k in ("basename", "finetune", "size_label")),
     Expected("*", "general.type", "theirs", GENERAL),
     Expected("*", "general.name", "both", GENERAL),
     Expected("*", "*.vocab_size", "ours", VOCAB_SIZE),
@@ -162,10 +162,10 @@ OURS_CODE = (
 # its own hash lookup still runs first. gguf-py and conversion/ go first on sys.path, as the script
 # itself would put them, before conversion/ is imported to patch.
 THEIRS_WITH_PRE_CODE = """
-import runpy, sys
+import os, runpy, sys
 script, pre = sys.argv[1], sys.argv[2]
 sys.argv = [script, *sys.argv[3:]]
-root = script.rpartition('/')[0] or '.'
+root = os.path.dirname(os.path.abspath(script))
 sys.path[:0] = [root, root + '/gguf-py']
 from conversion.base import TextModel
 recognised = TextModel.get_vocab_base_pre
