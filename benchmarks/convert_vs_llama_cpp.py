@@ -18,23 +18,32 @@ How it measures:
   summed over the child's process tree, polled every --poll seconds (20 ms); a spike shorter than
   that can be missed. What the converter itself allocated.
 
-The two outputs are then compared with gguf.GGUFReader: tensor names, shapes and types, the largest
-absolute difference of the (dequantized) tensor data, and which metadata keys differ.
+The two outputs are then compared with gguf.GGUFReader (compare(), over plain data in
+metadata_differences() and tensor_differences()): every metadata key, its type and its value (arrays
+element by element, with the first few differing elements shown; floats within a relative 1e-6), every
+tensor's name, shape and type, and the largest absolute difference of the (dequantized) data of the
+tensors both have alike. Each difference is printed as a row (key or tensor, ours, theirs) and marked
+with why it is expected (EXPLAINED), or UNEXPLAINED.
 
-    python benchmarks/convert_vs_llama_cpp.py [CHECKPOINT_DIR ...] [--outtype f16] [--rounds 3]
+    python benchmarks/convert_vs_llama_cpp.py [CHECKPOINT_DIR | NAME ...] [--outtype f16] [--rounds 3]
         [--llama-cpp-src DIR]
 
-Without CHECKPOINT_DIR, the test suite's cached checkpoints rebuilt from the bundled SmolLM2 and
-Gemma 3 GGUFs are used (see tests/support/checkpoints.py). Without --llama-cpp-src, the sdist is downloaded
-once with pip into ~/.cache/ondevice-bench/ and convert_hf_to_gguf.py, conversion/ and gguf-py/ are
-extracted next to it. llama.cpp's converter needs torch and sentencepiece in this interpreter.
+Without arguments, every default is used (NAME picks some of them): the test suite's cached checkpoints
+rebuilt from the bundled SmolLM2 and Gemma 3 GGUFs (tests/support/checkpoints.py; run the converter
+tests once to build them), and its tiny random checkpoints of each other family we convert, built here
+with tests/support/convert.py (TINY_FAMILIES). Without --llama-cpp-src, the sdist is downloaded once with
+pip into ~/.cache/ondevice-bench/ and convert_hf_to_gguf.py, conversion/ and gguf-py/ are extracted next
+to it. llama.cpp's converter needs torch and sentencepiece in this interpreter (it imports
+sentencepiece before looking for a tokenizer.model).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import fnmatch
 import importlib.util
+import math
 import os
 import shutil
 import statistics
@@ -42,11 +51,13 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import textwrap
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import gguf
 import numpy as np
@@ -57,14 +68,120 @@ OUTTYPES = ("f32", "f16", "bf16", "q8_0")
 SDIST_VERSION = "0.3.36"
 SDIST_NAME = f"llama_cpp_python-{SDIST_VERSION}"
 LLAMA_CPP_FILES = ("convert_hf_to_gguf.py", "conversion/", "gguf-py/")
-DEFAULT_MODELS = ("smollm2-135m-instruct", "gemma-3-270m")
+ROOT = Path(__file__).resolve().parent.parent
+# The test suite's checkpoints rebuilt from the bundled GGUFs (tests/support/checkpoints.py), by label.
+BUNDLED_MODELS = ("smollm2-135m-instruct", "gemma-3-270m")
+# The test suite's tiny random checkpoints, built by build_tiny_FAMILY in tests/support/convert.py, each
+# with the tokenizer.ggml.pre llama.cpp's converter gives the real family. It recognises a
+# pre-tokenizer by hashing the tokens a fixed text becomes, which no small trained vocabulary matches,
+# so for these it is told the name (only where its own lookup fails). A new family is one line here.
+TINY_FAMILIES = {
+    "qwen2": "qwen2",
+    "qwen3": "qwen2",  # Qwen3 kept Qwen2's tokenizer
+}
 BENCH_CACHE = Path.home() / ".cache" / "ondevice-bench"
 NAMES = {"ours": "our", "theirs": "llama.cpp's"}
 CHUNK_ELEMENTS = 1 << 24  # tensors are compared this many values at a time
+FLOAT_REL_TOL = 1e-6  # metadata floats: a few float32 ulps
+CELL_WIDTH = 60  # characters of a long value shown in the differences table
+ELEMENT_WIDTH = 24  # characters of one array element shown
+SHOWN_ELEMENTS = 3  # differing elements of an array shown
+
+
+@dataclass(frozen=True)
+class Expected:
+    """A difference accounted for: fnmatch patterns on the checkpoint directory's name and on the key or
+    tensor, which side has it ("ours", "theirs": only that side; "both": both, with other values), and
+    why the two converters write it differently."""
+
+    models: str
+    items: str
+    present: str
+    why: str
+
+
+GENERAL = (
+    "llama.cpp's converter guesses a display name, base name, fine-tune, size label and type from the "
+    "directory's name (and the model card, which these checkpoints lack; tests/support/checkpoints.py's "
+    "cache key became a fine-tune); it names files from them. Ours writes general.name alone, from "
+    "config.json's _name_or_path or the directory. Neither is read for inference."
+)
+VOCAB_SIZE = (
+    "Ours states the vocabulary size (the length of its token list, padded to the embedding rows); "
+    "llama.cpp's converter leaves it to the loader, which takes the token list's length: the same number."
+)
+SPACE_PREFIX = (
+    "llama.cpp's converter writes add_space_prefix only for SentencePiece vocabularies; for a BPE ('gpt2') "
+    "one its loader sets it false, the value ours writes."
+)
+HEAD_DIM = (
+    "llama.cpp's converter writes the key/value head width whenever config.json states head_dim; ours only "
+    "where it is not hidden_size / heads, the loader's default (here 576 / 9 = 64): the same width."
+)
+GRANITE_BOS = (
+    "llama.cpp's LlamaModel writes add_bos_token false for every llama checkpoint with a 49152-token "
+    "vocabulary (meant for Granite's small models; SmolLM2 has that size too). Without the key its loader "
+    "adds no BOS to a 'gpt2' vocabulary with this pre-tokenizer either: the same tokens."
+)
+SMOLLM2_PRE = (
+    "The checkpoint rebuilt from the GGUF lost SmolLM2's Digits step: its tokenizer.json splits with the "
+    "GPT-2 regex alone, which ours reads ('gpt-2'); llama.cpp recognises the vocabulary by its hash and "
+    "names the real model's 'smollm'. From the Hub's tokenizer.json ours writes 'smollm' too "
+    "(test_smollm2s_own_pre_tokenizer_splits_digits_like_transformers); this vocabulary has no "
+    "multi-digit tokens, so the ids are the same."
+)
+GEMMA_TOKENIZER = (
+    "The checkpoint rebuilt from the GGUF has tokenizer.json (SentencePiece-style BPE with byte fallback) "
+    "but no tokenizer.model, so llama.cpp's Gemma 3 converter takes its GPT-2 path: a 'gpt2' vocabulary "
+    "with merges, a pre-tokenizer picked by hash, <0xNN> tokens typed NORMAL, no scores and no "
+    "add_space_prefix. Ours writes the 'llama' (SentencePiece) vocabulary llama.cpp's converter makes "
+    "from a real tokenizer.model, pre 'default', <0xNN> tokens typed BYTE, add_space_prefix false, and "
+    "scores of minus each token's merge rank, so llama.cpp merges in tokenizer.json's order; its token "
+    "ids equal transformers' (test_tokenizer_round_trip_matches_transformers[gemma])."
+)
+
+# The differences accounted for; the first that matches gives the reason.
+EXPLAINED: tuple[Expected, ...] = (
+    *(Expected("*", f"general.{k}", "theirs", GENERAL) for k in ("basename", "finetune", "size_label")),
+    Expected("*", "general.type", "theirs", GENERAL),
+    Expected("*", "general.name", "both", GENERAL),
+    Expected("*", "*.vocab_size", "ours", VOCAB_SIZE),
+    Expected("gemma-3-*", "tokenizer.ggml.*", "*", GEMMA_TOKENIZER),
+    Expected("*", "tokenizer.ggml.add_space_prefix", "ours", SPACE_PREFIX),
+    Expected("smollm2-*", "llama.attention.[kv]*_length", "theirs", HEAD_DIM),
+    Expected("smollm2-*", "tokenizer.ggml.add_bos_token", "theirs", GRANITE_BOS),
+    Expected("smollm2-*", "tokenizer.ggml.pre", "both", SMOLLM2_PRE),
+)
 
 OURS_CODE = (
     "import sys; from pathlib import Path; from ondevice.converters.hf_to_gguf import convert_directory; "
     "convert_directory(Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3])"
+)
+
+# llama.cpp's converter with a fallback pre-tokenizer name (argv: script, name, the script's arguments):
+# its own hash lookup still runs first. gguf-py and conversion/ go first on sys.path, as the script
+# itself would put them, before conversion/ is imported to patch.
+THEIRS_WITH_PRE_CODE = """
+import os, runpy, sys
+script, pre = sys.argv[1], sys.argv[2]
+sys.argv = [script, *sys.argv[3:]]
+root = os.path.dirname(os.path.abspath(script))
+sys.path[:0] = [root, root + '/gguf-py']
+from conversion.base import TextModel
+recognised = TextModel.get_vocab_base_pre
+def vocab_base_pre(self, tokenizer):
+    try:
+        return recognised(self, tokenizer)
+    except NotImplementedError:
+        return pre
+TextModel.get_vocab_base_pre = vocab_base_pre
+runpy.run_path(script, run_name='__main__')
+"""
+
+# Builds one tiny checkpoint (argv: family, directory) from the repo root, where `tests` imports.
+BUILD_TINY_CODE = (
+    "import sys; from pathlib import Path; import tests.support.convert as c; "
+    "getattr(c, 'build_tiny_' + sys.argv[1])(Path(sys.argv[2]))"
 )
 
 
@@ -97,19 +214,58 @@ def test_cache_root() -> Path:
     return Path(os.environ.get("ONDEVICE_TEST_CACHE", default)) / "checkpoints"
 
 
-def default_checkpoints() -> list[Path]:
+@dataclass(frozen=True)
+class Model:
+    """A checkpoint to convert, and the pre-tokenizer name llama.cpp falls back on (tiny ones only)."""
+
+    directory: Path
+    pre: str | None = None
+
+
+def default_names() -> list[str]:
+    return [*BUNDLED_MODELS, *(f"tiny-{family}" for family in TINY_FAMILIES)]
+
+
+def bundled_checkpoint(label: str) -> Path:
     root = test_cache_root()
-    found = []
-    for label in DEFAULT_MODELS:
-        dirs = sorted(p.parent for p in root.glob(f"{label}-*/config.json"))
-        if not dirs:
-            raise BenchError(
-                f"no cached checkpoint {label}-* under {root}: run the converter tests first "
-                "(pytest tests/converters/test_hf_to_gguf.py) or build it with "
-                "`python tests/support/checkpoints.py FILE.gguf SHA256 LABEL`"
-            )
-        found.append(dirs[-1])
-    return found
+    dirs = sorted(p.parent for p in root.glob(f"{label}-*/config.json"))
+    if not dirs:
+        raise BenchError(
+            f"no cached checkpoint {label}-* under {root}: run the converter tests first "
+            "(pytest tests/converters/test_hf_to_gguf.py) or build it with "
+            "`python tests/support/checkpoints.py FILE.gguf SHA256 LABEL`"
+        )
+    return dirs[-1]
+
+
+def build_tiny(family: str, out: Path) -> Path:
+    """The tiny `family` checkpoint the converter tests use, built (seconds) in a child process."""
+    print(f"building the tiny {family} checkpoint ...", flush=True)
+    cmd = [sys.executable, "-c", BUILD_TINY_CODE, family, str(out)]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise BenchError(f"could not build the tiny {family} checkpoint: {last}")
+    return out
+
+
+def named_model(name: str, work: Path) -> Model:
+    """A default checkpoint by name: a bundled model's label or tiny-FAMILY."""
+    if name in BUNDLED_MODELS:
+        return Model(bundled_checkpoint(name))
+    family = name.removeprefix("tiny-")
+    if family in TINY_FAMILIES:
+        return Model(build_tiny(family, work / name), TINY_FAMILIES[family])
+    raise BenchError(f"{name} is neither a directory nor a default ({', '.join(default_names())})")
+
+
+def resolve_models(args: list[str], work: Path) -> list[Model]:
+    """Checkpoint directories and default names, in order; none: every default."""
+    models = []
+    for arg in args or default_names():
+        path = Path(arg)
+        models.append(Model(check_checkpoint(path)) if path.is_dir() else named_model(arg, work))
+    return models
 
 
 def check_checkpoint(directory: Path) -> Path:
@@ -233,8 +389,11 @@ def ours_cmd(checkpoint: Path, out: Path, outtype: str) -> list[str]:
     return [sys.executable, "-c", OURS_CODE, str(checkpoint), str(out), outtype]
 
 
-def theirs_cmd(script: Path, checkpoint: Path, out: Path, outtype: str) -> list[str]:
-    return [sys.executable, str(script), str(checkpoint), "--outtype", outtype, "--outfile", str(out)]
+def theirs_cmd(script: Path, model: Model, out: Path, outtype: str) -> list[str]:
+    args = [str(model.directory), "--outtype", outtype, "--outfile", str(out)]
+    if model.pre is None:
+        return [sys.executable, str(script), *args]
+    return [sys.executable, "-c", THEIRS_WITH_PRE_CODE, str(script), model.pre, *args]
 
 
 def _values(tensor: gguf.ReaderTensor) -> Iterator[np.ndarray]:
@@ -255,49 +414,213 @@ def _same_bytes(x: np.ndarray, y: np.ndarray) -> bool:
     )
 
 
-def compare(ours: Path, theirs: Path) -> list[str]:
-    """Lines describing how the two GGUFs differ: tensors first, then metadata keys."""
-    a, b = gguf.GGUFReader(ours), gguf.GGUFReader(theirs)
-    ta, tb = {t.name: t for t in a.tensors}, {t.name: t for t in b.tensors}
-    lines = []
-    only_a, only_b = sorted(set(ta) - set(tb)), sorted(set(tb) - set(ta))
-    if only_a or only_b:
-        lines.append(f"tensors only in ours: {only_a or '-'}; only in theirs: {only_b or '-'}")
-    mismatched, max_diff, worst, identical = [], 0.0, "", 0
-    for name in sorted(set(ta) & set(tb)):
-        x, y = ta[name], tb[name]
-        if x.tensor_type != y.tensor_type or list(x.shape) != list(y.shape):
-            mismatched.append(
-                f"{name} {x.tensor_type.name}{list(x.shape)} vs {y.tensor_type.name}{list(y.shape)}"
-            )
+@dataclass(frozen=True)
+class Meta:
+    """A metadata value as the GGUF stores it: its type (an array's as [TYPE]) and its Python value."""
+
+    type: str
+    value: Any
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """A tensor's GGUF shape (ne order) and type."""
+
+    shape: tuple[int, ...]
+    type: str
+
+
+@dataclass(frozen=True)
+class Difference:
+    """One metadata key or tensor the two GGUFs disagree on: what each holds ("-": absent)."""
+
+    item: str
+    ours: str
+    theirs: str
+
+
+def read_metadata(reader: gguf.GGUFReader) -> dict[str, Meta]:
+    """Every key/value pair but the header's (GGUF.version and the counts, which follow from the rest)."""
+    found = {}
+    for key, field in reader.fields.items():
+        if key.startswith("GGUF."):
             continue
+        names = [t.name for t in field.types]
+        kind = f"[{names[-1] if len(names) > 1 else ''}]" if names[0] == "ARRAY" else names[0]
+        found[key] = Meta(kind, field.contents())
+    return found
+
+
+def read_tensor_infos(reader: gguf.GGUFReader) -> dict[str, TensorInfo]:
+    return {t.name: TensorInfo(tuple(int(n) for n in t.shape), t.tensor_type.name) for t in reader.tensors}
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal, floats within FLOAT_REL_TOL (both converters round the same config value to float32, but
+    may reach it by different arithmetic)."""
+    if isinstance(a, float) or isinstance(b, float):
+        return (
+            isinstance(a, (int, float))
+            and isinstance(b, (int, float))
+            and math.isclose(a, b, rel_tol=FLOAT_REL_TOL, abs_tol=1e-30)
+        )
+    return a == b
+
+
+def _short(value: Any, width: int = ELEMENT_WIDTH) -> str:
+    text = repr(value)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _string_cells(a: str, b: str) -> tuple[str, str]:
+    """Two long strings, shown from a little before where they first differ."""
+    at = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
+    start = max(0, at - 8)
+
+    def cell(text: str) -> str:
+        return f"len {len(text)}, from @{start}: {_short(text[start:], CELL_WIDTH - 20)}"
+
+    return cell(a), cell(b)
+
+
+def _array_cells(a: list[Any], b: list[Any]) -> tuple[str, str]:
+    """Two arrays' lengths and their first few differing elements (by index), and how many differ."""
+    differing = [i for i, (x, y) in enumerate(zip(a, b, strict=False)) if not _same(x, y)]
+    shown = differing[:SHOWN_ELEMENTS]
+    if len(a) != len(b):
+        shown.append(min(len(a), len(b)))  # the first element only one side has
+    count = f"; {len(differing)} of {min(len(a), len(b))} differ" if differing else ""
+    cells = []
+    for values in (a, b):
+        elements = ", ".join(f"[{i}] {_short(values[i])}" if i < len(values) else f"[{i}] -" for i in shown)
+        cells.append(f"len {len(values)}{count}: {elements}")
+    return cells[0], cells[1]
+
+
+def _value_cell(meta: Meta | None) -> str:
+    if meta is None:
+        return "-"
+    if isinstance(meta.value, list):
+        head = ", ".join(_short(v) for v in meta.value[:SHOWN_ELEMENTS])
+        more = ", …" if len(meta.value) > SHOWN_ELEMENTS else ""
+        return f"{meta.type} len {len(meta.value)}: {head}{more}"
+    return f"{meta.type} {_short(meta.value, CELL_WIDTH)}"
+
+
+def metadata_differences(ours: dict[str, Meta], theirs: dict[str, Meta]) -> list[Difference]:
+    """Every key that one side lacks, or whose type or value differs (arrays element by element)."""
+    found = []
+    for key in sorted(ours.keys() | theirs.keys()):
+        a, b = ours.get(key), theirs.get(key)
+        if a is None or b is None or a.type != b.type:
+            found.append(Difference(key, _value_cell(a), _value_cell(b)))
+        elif isinstance(a.value, list):
+            if len(a.value) != len(b.value) or not all(map(_same, a.value, b.value)):
+                found.append(Difference(key, *_array_cells(a.value, b.value)))
+        elif not _same(a.value, b.value):
+            long = isinstance(a.value, str) and max(len(a.value), len(b.value)) > CELL_WIDTH
+            cells = _string_cells(a.value, b.value) if long else (_value_cell(a), _value_cell(b))
+            found.append(Difference(key, *cells))
+    return found
+
+
+def tensor_differences(ours: dict[str, TensorInfo], theirs: dict[str, TensorInfo]) -> list[Difference]:
+    """Every tensor one side lacks, or whose shape or type differs."""
+
+    def cell(info: TensorInfo | None) -> str:
+        return "-" if info is None else f"{info.type} {list(info.shape)}"
+
+    return [
+        Difference(name, cell(ours.get(name)), cell(theirs.get(name)))
+        for name in sorted(ours.keys() | theirs.keys())
+        if ours.get(name) != theirs.get(name)
+    ]
+
+
+def explanation(model: str, difference: Difference) -> str | None:
+    """Why `difference` is expected for the checkpoint named `model`, if it is accounted for."""
+    present = "ours" if difference.theirs == "-" else "theirs" if difference.ours == "-" else "both"
+    for expected in EXPLAINED:
+        if (
+            fnmatch.fnmatchcase(model, expected.models)
+            and fnmatch.fnmatchcase(difference.item, expected.items)
+            and fnmatch.fnmatchcase(present, expected.present)
+        ):
+            return expected.why
+    return None
+
+
+def data_summary(a: gguf.GGUFReader, b: gguf.GGUFReader) -> str:
+    """How the values of the tensors both files have with the same shape and type compare."""
+    ta, tb = {t.name: t for t in a.tensors}, {t.name: t for t in b.tensors}
+    comparable = [
+        n
+        for n in sorted(ta.keys() & tb.keys())
+        if ta[n].tensor_type == tb[n].tensor_type and list(ta[n].shape) == list(tb[n].shape)
+    ]
+    max_diff, worst, identical = 0.0, "", 0
+    for name in comparable:
+        x, y = ta[name], tb[name]
         if _same_bytes(x.data, y.data):
             identical += 1
             continue
         diff = max(float(np.max(np.abs(cx - cy))) for cx, cy in zip(_values(x), _values(y), strict=True))
         if diff >= max_diff:
             max_diff, worst = diff, name
-    common = len(set(ta) & set(tb))
-    verdict = "IDENTICAL" if identical == common and not (only_a or only_b) else "differ"
-    lines.insert(0, f"tensors: {verdict}: {identical}/{common} byte-identical, max |diff| {max_diff:.3g}")
-    if worst:
-        lines[0] += f" (in {worst})"
-    lines += [f"type/shape mismatch: {m}" for m in mismatched[:8]]
-    fa = {k: f for k, f in a.fields.items() if not k.startswith("GGUF.")}
-    fb = {k: f for k, f in b.fields.items() if not k.startswith("GGUF.")}
-    differing = sorted(k for k in set(fa) & set(fb) if fa[k].contents() != fb[k].contents())
-    lines.append(f"metadata keys: {len(set(fa) & set(fb))} common, {len(differing)} differ: {differing}")
-    lines.append(f"metadata only in ours: {sorted(set(fa) - set(fb))}")
-    lines.append(f"metadata only in theirs: {sorted(set(fb) - set(fa))}")
-    for key in ("tokenizer.ggml.model", "tokenizer.ggml.pre"):
-        if key in differing:
-            lines.append(f"  {key}: ours {fa[key].contents()!r}, theirs {fb[key].contents()!r}")
-    return lines
+    line = f"tensor data: {identical}/{len(comparable)} comparable tensors byte-identical"
+    return line + (f", max |diff| {max_diff:.3g} (in {worst})" if worst else "")
 
 
-def bench_model(
-    checkpoint: Path, script: Path, outtype: str, rounds: int, poll_s: float
-) -> dict[str, list[Run]]:
+def print_differences(model: str, differences: list[Difference]) -> int:
+    """Print the differences as a table (item, ours, theirs, note) with the notes' reasons below it;
+    return how many are not explained."""
+    if not differences:
+        print("  metadata and tensors: no differences")
+        return 0
+    notes: list[str] = []
+    rows = []
+    for d in differences:
+        why = explanation(model, d)
+        if why is None:
+            mark = "UNEXPLAINED"
+        else:
+            if why not in notes:
+                notes.append(why)
+            mark = f"[{notes.index(why) + 1}]"
+        rows.append((d.item, d.ours, d.theirs, mark))
+    header = ("key / tensor", "ours", "theirs (llama.cpp)", "why")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(3)]
+    for row in [header, *rows]:
+        print(
+            "  " + "  ".join(cell.ljust(w) for cell, w in zip(row[:3], widths, strict=True)) + "  " + row[3]
+        )
+    for number, why in enumerate(notes, 1):
+        print(textwrap.fill(why, 108, initial_indent=f"  [{number}] ", subsequent_indent="      "))
+    unexplained = sum(r[3] == "UNEXPLAINED" for r in rows)
+    print(f"  {len(rows)} differences, {unexplained} unexplained")
+    return unexplained
+
+
+def compare(model: str, ours: Path, theirs: Path) -> int:
+    """Print how the two GGUFs converted from checkpoint `model` differ; return how many differences
+    are not explained."""
+    a, b = gguf.GGUFReader(ours), gguf.GGUFReader(theirs)
+    print(f"  {data_summary(a, b)}")
+    differences = metadata_differences(read_metadata(a), read_metadata(b))
+    differences += tensor_differences(read_tensor_infos(a), read_tensor_infos(b))
+    return print_differences(model, differences)
+
+
+@dataclass(frozen=True)
+class Result:
+    """One model's runs of both converters and how many output differences are not explained."""
+
+    runs: dict[str, list[Run]]
+    unexplained: int
+
+
+def bench_model(model: Model, script: Path, outtype: str, rounds: int, poll_s: float) -> Result:
+    checkpoint = model.directory
     print(f"\n== {checkpoint.name} ({outtype}, {rounds} round(s))", flush=True)
     warm_page_cache(checkpoint)
     runs: dict[str, list[Run]] = {"ours": [], "theirs": []}
@@ -311,7 +634,7 @@ def bench_model(
                 cmd = (
                     ours_cmd(checkpoint, out, outtype)
                     if who == "ours"
-                    else theirs_cmd(script, checkpoint, out, outtype)
+                    else theirs_cmd(script, model, out, outtype)
                 )
                 run = measure(
                     f"{NAMES[who]} converter on {checkpoint.name}", cmd, work / f"{who}-{r}.log", poll_s
@@ -327,9 +650,8 @@ def bench_model(
                     out.unlink()
                 else:
                     kept[who] = out
-        for line in compare(kept["ours"], kept["theirs"]):
-            print(f"  {line}")
-    return runs
+        unexplained = compare(checkpoint.name, kept["ours"], kept["theirs"])
+    return Result(runs, unexplained)
 
 
 def table(name: str, runs: dict[str, list[Run]]) -> tuple[float, float]:
@@ -355,7 +677,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("checkpoints", nargs="*", type=Path, help="HF checkpoint directories")
+    parser.add_argument(
+        "checkpoints",
+        nargs="*",
+        help=f"HF checkpoint directories or default names ({', '.join(default_names())}); none: all defaults",
+    )
     parser.add_argument("--outtype", choices=OUTTYPES, default="f16")
     parser.add_argument("--rounds", type=int, default=3, help="runs of each converter per model")
     parser.add_argument(
@@ -367,18 +693,24 @@ def main() -> None:
     try:
         if args.rounds < 1:
             raise BenchError("--rounds must be at least 1")
-        checkpoints = [check_checkpoint(p) for p in args.checkpoints] or default_checkpoints()
         src = args.llama_cpp_src if args.llama_cpp_src else fetch_llama_cpp(args.cache_dir)
         script = check_llama_cpp(src)
         print(f"llama.cpp converter: {script}")
-        results = {p.name: bench_model(p, script, args.outtype, args.rounds, args.poll) for p in checkpoints}
+        with tempfile.TemporaryDirectory(prefix="ondevice-convert-bench-tiny-") as tiny:
+            models = resolve_models(args.checkpoints, Path(tiny))
+            results = {
+                m.directory.name: bench_model(m, script, args.outtype, args.rounds, args.poll) for m in models
+            }
     except (BenchError, OSError) as exc:
         sys.exit(f"error: {exc}")
-    verdicts = {name: table(name, runs) for name, runs in results.items()}
-    print(f"\ngoal: ours/theirs <= {GOAL} for both wall time and peak RSS")
+    verdicts = {name: table(name, result.runs) for name, result in results.items()}
+    print(f"\ngoal: ours/theirs <= {GOAL} for both wall time and peak RSS; no unexplained differences")
     for name, (wall, rss) in verdicts.items():
         met = "met" if wall <= GOAL and rss <= GOAL else "NOT met"
-        print(f"  {name}: wall {wall:.3f}, peak RSS {rss:.3f} -> {met}")
+        unexplained = results[name].unexplained
+        print(
+            f"  {name}: wall {wall:.3f}, peak RSS {rss:.3f} -> {met}; {unexplained} unexplained differences"
+        )
 
 
 if __name__ == "__main__":

@@ -115,6 +115,7 @@ def test_metadata_carries_tokenizer_specials_and_template(f32_ggufs):
     gemma = read_gguf(f32_ggufs["gemma"]).metadata
     assert gemma["tokenizer.ggml.model"] == "llama" and gemma["tokenizer.ggml.add_bos_token"] is True
     assert gemma["gemma3.attention.sliding_window"] == 512 and gemma["gemma3.attention.key_length"] == 256
+    assert gemma["gemma3.rope.freq_base"] == 1e6 and gemma["gemma3.rope.freq_base_swa"] == 1e4
     qwen = read_gguf(f32_ggufs["qwen2"])
     assert qwen.metadata["tokenizer.ggml.pre"] == "qwen2"
     assert {"blk.0.attn_q.bias", "blk.1.attn_v.bias"} <= {t.name for t in qwen.tensors}

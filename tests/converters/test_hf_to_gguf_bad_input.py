@@ -15,6 +15,7 @@ import pytest
 
 from ondevice.converters.hf_to_gguf import FAMILIES, ConvertError, convert, convert_directory
 from ondevice.converters.safetensors_reader import SafetensorsError, SafetensorsFile, safe_child
+from ondevice.gguf_file import read_gguf
 from ondevice.store import Store
 from tests.support.cli import invoke, one_error_line
 
@@ -408,3 +409,39 @@ def test_llama3_rope_scaling_with_unusable_numbers_is_one_line(tmp_path):
     rope = dict(rope, factor=32.0, low_freq_factor=4.0)
     checkpoint(tmp_path / "equal", dict(CONFIG, rope_scaling=rope))
     assert "llama3 RoPE scaling" in refused("convert", str(tmp_path / "equal"))
+
+
+# -- gemma3: the sliding-window layers' RoPE base, as either transformers version spells it ------------
+
+GEMMA3_CONFIG = dict(CONFIG, model_type="gemma3_text", head_dim=8, sliding_window=16)
+
+
+def gemma3_tensors(config=GEMMA3_CONFIG) -> dict[str, np.ndarray]:
+    tensors = llama_tensors(config)
+    h, d, p = config["hidden_size"], config["head_dim"], "model.layers.0."
+    shapes = {
+        p + "pre_feedforward_layernorm.weight": (h,),
+        p + "post_feedforward_layernorm.weight": (h,),
+        p + "self_attn.q_norm.weight": (d,),
+        p + "self_attn.k_norm.weight": (d,),
+    }
+    tensors.update({name: np.full(shape, 0.01, np.float32) for name, shape in shapes.items()})
+    return tensors
+
+
+@pytest.mark.parametrize(
+    "rope",
+    [
+        {
+            "rope_parameters": {
+                "full_attention": {"rope_theta": 1e6},
+                "sliding_attention": {"rope_theta": 2e4},
+            }
+        },
+        {"rope_theta": 1e6, "rope_local_base_freq": 2e4},
+    ],
+)
+def test_gemma3_writes_the_local_rope_base(tmp_path, rope):
+    directory = checkpoint(tmp_path / "ckpt", dict(GEMMA3_CONFIG, **rope), gemma3_tensors())
+    meta = read_gguf(convert_directory(directory, tmp_path / "out.gguf", "f32")).metadata
+    assert meta["gemma3.rope.freq_base"] == 1e6 and meta["gemma3.rope.freq_base_swa"] == 2e4
