@@ -29,6 +29,7 @@ from .base import (
 )
 from .gemma3 import Gemma3Family
 from .llama import LlamaFamily
+from .phi3 import Phi3Family
 from .qwen2 import Qwen2Family
 from .qwen3 import Qwen3Family
 from .smollm3 import SmolLM3Family
@@ -39,6 +40,7 @@ FAMILY_CLASSES: tuple[type[Family], ...] = (
     Qwen3Family,
     Gemma3Family,
     SmolLM3Family,
+    Phi3Family,
 )
 FAMILIES: dict[str, type[Family]] = {t: cls for cls in FAMILY_CLASSES for t in cls.model_types}
 PICKLED_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")

@@ -42,12 +42,20 @@ _QWEN2 = (
     "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*"
     "|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
 )
+# GPT-4o's o200k split (Phi-4-mini): llama.cpp's "gpt-4o" rewrites its letter classes without \p{M}.
+_GPT4O = (
+    "[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]*[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]+"
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)?|[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]+"
+    "[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*"
+    "|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
+)
 # llama.cpp's pre-tokenizer names (tokenizer.ggml.pre) for the splits it implements.
 PRE_TOKENIZERS: dict[tuple[str, ...], str] = {
     (_GPT2,): "gpt-2",
     (_DIGITS, _GPT2): "smollm",
     (_LLAMA3,): "llama-bpe",
     (_QWEN2,): "qwen2",
+    (_GPT4O,): "gpt-4o",
 }
 _BYTE_TOKEN = re.compile(r"^<0x[0-9A-Fa-f]{2}>$")
 

@@ -60,13 +60,13 @@ def transformers_ids(directory: Path, text: str, add_special_tokens: bool = True
     return list(_tokenizer(directory)(text, add_special_tokens=add_special_tokens)["input_ids"])
 
 
-def llama_logits(gguf: Path, ids: list[int]) -> np.ndarray:
+def llama_logits(gguf: Path, ids: list[int], n_ctx: int | None = None) -> np.ndarray:
+    """llama.cpp's logits at every position; `n_ctx` when the context size matters (LongRoPE)."""
     import llama_cpp
 
     # An F32 KV cache: the default F16 one would add its own rounding to what is being measured.
-    llm = llama_cpp.Llama(
-        str(gguf), n_ctx=max(512, len(ids) + 8), logits_all=True, verbose=False, type_k=0, type_v=0
-    )
+    n_ctx = n_ctx or max(512, len(ids) + 8)
+    llm = llama_cpp.Llama(str(gguf), n_ctx=n_ctx, logits_all=True, verbose=False, type_k=0, type_v=0)
     try:
         llm.eval(ids)
         return np.array(llm.scores[: len(ids)], dtype=np.float32)

@@ -1,0 +1,216 @@
+"""The phi3 family on a tiny random Phi-4-mini-shaped checkpoint built with transformers: our F32 GGUF
+through llama.cpp against transformers in both LongRoPE regimes, the GPT-4o tokenizer, F16 and Q8_0
+through ondevice's runtime, and configs or fused tensors it must refuse in one line.
+
+LongRoPE picks its factors in transformers by sequence length and in llama.cpp by context size, each
+against original_max_position_embeddings (512 here). Both regimes are matched: a sequence shorter than
+512 in a 512-token context (short factors on both sides), and one longer than 512 in a 1024-token
+context (long factors on both). A sequence shorter than 512 in a larger context is the one regime that
+cannot match: llama.cpp would take the long factors for every position, transformers the short ones.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import gguf
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from ondevice.cli import cli
+from ondevice.converters.hf_to_gguf import FAMILIES, convert_directory
+from ondevice.gguf_file import read_gguf
+from ondevice.kinds import Kind
+from ondevice.runtime.engine import WorkerModel, single_turn
+from ondevice.runtime.protocol import GenerationParams, LoadOptions
+from tests.support.cli import invoke, one_error_line
+from tests.support.convert import (
+    TOKENIZER_TEXTS,
+    VARIED_TEXT,
+    llama_ids,
+    llama_logits,
+    transformers_ids,
+    transformers_logits,
+)
+from tests.support.convert_phi3 import (
+    ORIGINAL_CONTEXT,
+    ROTARY_DIMS,
+    TINY_PHI4_MINI,
+    build_tiny_phi4_mini,
+    rope_parameters,
+)
+
+pytest.importorskip("transformers")
+
+# Measured max |diff| 2.9e-3 (432 tokens, short factors) and 3.2e-3 (864 tokens, long factors), with
+# logits up to ~17. It grows with the position: the rotary angles are rounded differently in float32
+# (llama.cpp steps each pair's frequency by repeated multiplication, transformers takes a power) and
+# the attention factor (1.155 on q and on k) sharpens the scores that amplify it. The wrong factors
+# move these logits by more than 20, so the bound still tells a wrong choice from rounding.
+MAX_ABS_LOGIT_DIFF = 0.01
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    # Not "phi3" in the name: llama.cpp gives checkpoints so named Phi-3's SentencePiece specials.
+    return build_tiny_phi4_mini(tmp_path_factory.mktemp("tiny-phi4-mini"))
+
+
+@pytest.fixture(scope="module")
+def f32_gguf(checkpoint, tmp_path_factory) -> Path:
+    return convert_directory(checkpoint, tmp_path_factory.mktemp("f32") / "phi4-mini.gguf", "f32")
+
+
+def _compare(ours: np.ndarray, reference: np.ndarray) -> float:
+    assert ours.shape == reference.shape
+    mismatched = np.flatnonzero(ours.argmax(-1) != reference.argmax(-1))
+    assert mismatched.size == 0, f"top-1 differs at positions {mismatched.tolist()}"
+    return float(np.abs(ours - reference).max())
+
+
+def test_f32_logits_match_transformers_with_short_and_long_factors(checkpoint, f32_gguf):
+    short = transformers_ids(checkpoint, VARIED_TEXT)
+    assert 300 <= len(short) <= ORIGINAL_CONTEXT
+    short_reference = transformers_logits(checkpoint, short)
+    diff = _compare(llama_logits(f32_gguf, short, n_ctx=ORIGINAL_CONTEXT), short_reference)
+    assert diff < MAX_ABS_LOGIT_DIFF, ("short factors", diff)
+
+    long = transformers_ids(checkpoint, VARIED_TEXT * 2)
+    assert len(long) > ORIGINAL_CONTEXT and long[: len(short)] == short
+    long_reference = transformers_logits(checkpoint, long)
+    diff = _compare(llama_logits(f32_gguf, long, n_ctx=2 * ORIGINAL_CONTEXT), long_reference)
+    assert diff < MAX_ABS_LOGIT_DIFF, ("long factors", diff)
+    # The two regimes really differ on the same tokens, so each comparison above checks its factors.
+    regimes_apart = float(np.abs(long_reference[: len(short)] - short_reference).max())
+    assert regimes_apart > 100 * MAX_ABS_LOGIT_DIFF
+
+
+def test_tokenizer_is_gpt4o_and_ids_match_transformers(checkpoint, f32_gguf):
+    meta = read_gguf(f32_gguf).metadata
+    assert meta["tokenizer.ggml.model"] == "gpt2" and meta["tokenizer.ggml.pre"] == "gpt-4o"
+    ours = llama_ids(f32_gguf, TOKENIZER_TEXTS)
+    for text, got in zip(TOKENIZER_TEXTS, ours, strict=True):
+        assert got == transformers_ids(checkpoint, text), text
+
+
+def test_metadata_and_tensors_are_what_llama_cpps_phi3_loader_reads(f32_gguf):
+    summary = read_gguf(f32_gguf)
+    meta = summary.metadata
+    assert meta["general.architecture"] == "phi3"
+    assert meta["phi3.rope.dimension_count"] == ROTARY_DIMS  # partial rotary: 24 of 32
+    assert meta["phi3.rope.scaling.original_context_length"] == ORIGINAL_CONTEXT
+    assert meta["phi3.context_length"] == TINY_PHI4_MINI["max_position_embeddings"]
+    assert meta["phi3.attention.sliding_window"] == TINY_PHI4_MINI["sliding_window"]
+    scale = TINY_PHI4_MINI["max_position_embeddings"] / ORIGINAL_CONTEXT
+    attn_factor = math.sqrt(1 + math.log(scale) / math.log(ORIGINAL_CONTEXT))
+    assert meta["phi3.rope.scaling.attn_factor"] == pytest.approx(attn_factor, rel=1e-6)
+    assert meta["phi3.attention.head_count_kv"] == 2
+    shapes = {t.name: tuple(t.shape) for t in summary.tensors}
+    hidden, ffn = TINY_PHI4_MINI["hidden_size"], TINY_PHI4_MINI["intermediate_size"]
+    assert shapes["blk.0.attn_qkv.weight"] == (hidden, (4 + 2 * 2) * 32)  # GGUF order: columns first
+    assert shapes["blk.1.ffn_up.weight"] == (hidden, 2 * ffn)  # gate and up, still fused
+    assert not {"blk.0.attn_q.weight", "blk.0.ffn_gate.weight", "output.weight"} & set(shapes)  # tied
+    factors = {t.name: np.asarray(t.data) for t in gguf.GGUFReader(f32_gguf).tensors}
+    for key in ("long_factor", "short_factor"):
+        name = f"rope_factors_{key.split('_')[0]}.weight"
+        np.testing.assert_array_equal(factors[name], np.asarray(rope_parameters()[key], dtype=np.float32))
+
+
+@pytest.mark.parametrize("outtype", ["f16", "q8_0"])
+def test_outputs_load_and_generate(outtype, checkpoint, isolated_home):
+    result = CliRunner().invoke(
+        cli, ["convert", str(checkpoint), "--outtype", outtype, "--name", "phi4-mini", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.stdout)
+    assert info["architecture"] == "phi3"
+    path = Path(info["path"])
+    assert read_gguf(path).file_type_name == outtype.upper()
+    with WorkerModel(path, LoadOptions(n_ctx=256)) as worker:
+        params = GenerationParams(max_tokens=8, temperature=0)
+        finished = worker.generate(single_turn(Kind.BASE, False, "Once upon a time", params))
+        assert finished.stats.generated_tokens > 0
+
+
+# -- refused in one line ---------------------------------------------------------------------------------
+
+
+def _edited_copy(checkpoint: Path, directory: Path, edit) -> Path:
+    shutil.copytree(checkpoint, directory)
+    path = directory / "config.json"
+    config = json.loads(path.read_text(encoding="utf-8"))
+    edit(config)
+    path.write_text(json.dumps(config), encoding="utf-8")
+    return directory
+
+
+def _drop(*keys: str):
+    def edit(config: dict) -> None:
+        for key in keys:
+            config.pop(key, None)
+            config["rope_parameters"].pop(key, None)
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (
+            _drop("original_max_position_embeddings"),
+            "config.json lacks 'original_max_position_embeddings', which a phi3 model needs",
+        ),
+        (_drop("rope_theta"), "config.json lacks 'rope_theta', which a phi3 model needs"),
+        (_drop("long_factor"), "config.json's LongRoPE lacks 'long_factor', which a phi3 model needs"),
+        (
+            lambda c: c["rope_parameters"].update(short_factor=[1.0] * 16),
+            "config.json's short_factor has 16 values; 12 rotary pairs need 12",
+        ),
+        (
+            lambda c: c["rope_parameters"].update(rope_type="dynamic"),
+            "RoPE scaling 'dynamic' is not supported for phi3",
+        ),
+        (lambda c: c.update(head_dim=64), "config.json's head_dim 64 is not hidden_size / heads (32)"),
+    ],
+)
+def test_configs_llama_cpp_cannot_take_are_one_line(checkpoint, tmp_path, edit, message):
+    directory = _edited_copy(checkpoint, tmp_path / "ckpt", edit)
+    one_error_line(invoke("convert", str(directory), "--outtype", "f32"), message)
+
+
+def _with_tensor(checkpoint: Path, directory: Path, name: str, cut) -> Path:
+    """A copy of the checkpoint whose tensor `name` is replaced by `cut(tensor)`."""
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(checkpoint, directory)
+    index = json.loads((directory / "model.safetensors.index.json").read_text(encoding="utf-8"))
+    shard = directory / index["weight_map"][name]
+    tensors = load_file(shard)
+    tensors[name] = cut(tensors[name]).contiguous()
+    save_file(tensors, shard, metadata={"format": "pt"})
+    return directory
+
+
+@pytest.mark.parametrize(
+    ("name", "rows", "implied"),
+    [
+        ("model.layers.0.self_attn.qkv_proj.weight", 192, 256),  # q and k only: the v rows are missing
+        ("model.layers.1.mlp.gate_up_proj.weight", 192, 384),  # one half of gate_up
+    ],
+)
+def test_a_fused_tensor_of_the_wrong_size_is_one_line(checkpoint, tmp_path, name, rows, implied):
+    directory = _with_tensor(checkpoint, tmp_path / "ckpt", name, lambda t: t[:rows])
+    one_error_line(
+        invoke("convert", str(directory)),
+        f"tensor {name!r} has shape [{rows}, 128]; config.json implies [{implied}, 128]",
+    )
+
+
+def test_unsupported_model_type_lists_phi3(checkpoint, tmp_path):
+    directory = _edited_copy(checkpoint, tmp_path / "ckpt", lambda c: c.update(model_type="phi4mm"))
+    line = one_error_line(invoke("convert", str(directory)), "model_type 'phi4mm' is not supported")
+    assert "phi3" in FAMILIES and "phi3" in line
