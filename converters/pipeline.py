@@ -136,6 +136,12 @@ def pull_pair(
         raise PullError("convert to f16, bf16 or f32; quantized levels come from the ladder (--levels)")
     say = notify or (lambda _line: None)
     result = PullResult(pair.name)
+    lacking = [role for role in roles if not (pair.base if role == "base" else pair.instruct)]
+    if lacking and len(lacking) < len(roles):  # an instruct-only pair: pull the model it has
+        roles = [role for role in roles if role not in lacking]
+        result.notes.append(
+            f"{pair.name} has no {lacking[0]} model (see its notes); pulled the {roles[0]} only"
+        )
 
     wanted = list(pair.ladder) if levels is None else levels
     names = wanted.split(",") if isinstance(wanted, str) else list(wanted)

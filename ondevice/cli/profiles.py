@@ -74,7 +74,12 @@ def _print_profiles(hw: list[HardwareProfile], pairs: list[ModelPair], picked: S
         models.add_column(column)
     for p in pairs:
         models.add_row(
-            p.name, p.family, p.size, p.base, p.instruct, p.license + (" (gated)" if p.gated else "")
+            p.name,
+            p.family,
+            p.size,
+            p.base or "(none)",
+            p.instruct,
+            p.license + (" (gated)" if p.gated else ""),
         )
     console.print(models)
 

@@ -69,7 +69,11 @@ class ModelPair:
     size: str = field(default="", metadata=doc("Size label, as the family names it: 135M, 1.7B."))
     description: str = field(default="", metadata=doc("One line for `profiles list`."))
     base: str = field(
-        default="", metadata=doc("Base (pretrained) model: Hugging Face ORG/REPO or bundled:NAME.")
+        default="",
+        metadata=doc(
+            "Base (pretrained) model: Hugging Face ORG/REPO or bundled:NAME. Empty for a family that "
+            "released no base model: the pair is instruct-only, and `models pull` takes the instruct."
+        ),
     )
     base_revision: str = field(
         default="main",
@@ -127,7 +131,7 @@ class ModelPair:
         """The references `ondevice` commands take for the base and the instruct model."""
 
         def ref(repo: str) -> str:
-            return repo if repo.startswith("bundled:") else f"hf:{repo}"
+            return repo if not repo or repo.startswith("bundled:") else f"hf:{repo}"
 
         return ref(self.base), ref(self.instruct)
 
@@ -154,6 +158,8 @@ class ModelPair:
                     if self.route(role) == "gguf"
                     else "bundled, already quantized"
                     if self.route(role) == "bundled"
+                    else "none: the family released no such model"
+                    if not (self.base if role == "base" else self.instruct)
                     else f"converted from {self.base if role == 'base' else self.instruct}"
                 )
                 for role in ("base", "instruct")

@@ -177,5 +177,5 @@ def measured_quality(runs: Path | None = None) -> dict[tuple[str, str], tuple[fl
 
 def _names_pair(ref: str, pair: ModelPair) -> bool:
     ref = ref.lower().removeprefix("hf:").partition(":")[0].partition("@")[0]
-    repos = {pair.base.lower(), pair.instruct.lower()}
+    repos = {repo.lower() for repo in (pair.base, pair.instruct) if repo}  # an instruct-only pair has one
     return ref in repos or ref.rpartition("/")[2] in {r.rpartition("/")[2] for r in repos} or ref == pair.name

@@ -344,6 +344,26 @@ def test_pull_pair_as_a_library_call_tells_same_named_repos_apart(hub, isolated_
         assert counted[-1].done == counted[-1].total
 
 
+def test_an_instruct_only_pair_pulls_its_instruct_model_and_says_so(hub, isolated_home):
+    """A family that released no base model (Phi-4-mini) is a pair with an empty `base`."""
+    instruct = hub.add("org/tiny-instruct", INSTRUCT)
+    directory = isolated_home / "profiles" / "models"
+    directory.mkdir(parents=True)
+    (directory / "solo.toml").write_text(
+        'family = "solo"\nbase = ""\ninstruct = "org/tiny-instruct"\nnotes = "no base model"\n'
+    )
+    result = pull_pair("solo", levels="", store=Store())
+    assert [(f.ref, f.kind, f.revision) for f in result.files] == [
+        ("tiny-instruct:F16", Kind.INSTRUCT, instruct)
+    ]
+    assert result.notes == ["solo has no base model (see its notes); pulled the instruct only"]
+    assert "model-pair profile solo names no base model" in one_error_line(
+        invoke("models", "pull", "solo", "--only", "base")
+    )
+    shown = json.loads(invoke("profiles", "show", "solo", "--json").stdout)
+    assert shown["pull"]["base"] == "none: the family released no such model"
+
+
 def test_a_family_with_several_pairs_asks_for_one():
     with pytest.raises(
         PullError, match=r"family 'qwen2.5' has 2 pairs; name one: qwen2.5-0.5b, qwen2.5-1.5b"
