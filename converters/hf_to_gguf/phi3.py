@@ -122,7 +122,7 @@ class Phi3Family(Family):
         writer.add_rope_dimension_count(self.rope_dims())
         writer.add_rope_freq_base(self.rope_theta_required())
         window = self.config.get("sliding_window")
-        writer.add_sliding_window(0 if window is None else self.int_hparam("sliding_window"))
+        writer.add_sliding_window(0 if window in (None, 0) else self.int_hparam("sliding_window"))
         if self.longrope():
             writer.add_rope_scaling_attn_factors(self.attention_factor())
 

@@ -1,6 +1,8 @@
-"""The phi3 family on a tiny random Phi-4-mini-shaped checkpoint built with transformers: our F32 GGUF
-through llama.cpp against transformers in both LongRoPE regimes, the GPT-4o tokenizer, F16 and Q8_0
-through ondevice's runtime, and configs or fused tensors it must refuse in one line.
+"""The phi3 family on tiny random checkpoints built with transformers, one of Phi-4-mini's shape
+(LongRoPE, partial rotary, tied embeddings, GQA, a byte-level BPE with GPT-4o's split) and one of
+Phi-3.5-mini's (LongRoPE over every dimension, untied, a Llama-style SentencePiece BPE with byte
+fallback): our F32 GGUF through llama.cpp against transformers in both LongRoPE regimes, token ids,
+F16 and Q8_0 through ondevice's runtime, and configs or fused tensors it must refuse in one line.
 
 LongRoPE picks its factors in transformers by sequence length and in llama.cpp by context size, each
 against original_max_position_embeddings (512 here). Both regimes are matched: a sequence shorter than
@@ -40,29 +42,54 @@ from tests.support.convert_phi3 import (
     ORIGINAL_CONTEXT,
     ROTARY_DIMS,
     TINY_PHI4_MINI,
+    TINY_PHI35_MINI,
     build_tiny_phi4_mini,
+    build_tiny_phi35_mini,
     rope_parameters,
 )
 
 pytest.importorskip("transformers")
 
-# Measured max |diff| 2.9e-3 (432 tokens, short factors) and 3.2e-3 (864 tokens, long factors), with
-# logits up to ~17. It grows with the position: the rotary angles are rounded differently in float32
-# (llama.cpp steps each pair's frequency by repeated multiplication, transformers takes a power) and
-# the attention factor (1.155 on q and on k) sharpens the scores that amplify it. The wrong factors
-# move these logits by more than 20, so the bound still tells a wrong choice from rounding.
+# Measured max |diff|, short factors then long: Phi-4-mini shape 2.9e-3 (432 tokens) and 3.2e-3 (864),
+# Phi-3.5-mini shape 3.3e-3 (449) and 4.2e-3 (896), with logits up to ~20. It grows with the position:
+# the rotary angles are rounded differently in float32 (llama.cpp steps each pair's frequency by
+# repeated multiplication, transformers takes a power) and the attention factor (1.155 on q and on k)
+# sharpens the scores that amplify it. The wrong factors move these logits by more than 20, so the
+# bound still tells a wrong choice from rounding.
 MAX_ABS_LOGIT_DIFF = 0.01
+# The directory names become general.name. "phi-3" in it gives llama.cpp's Phi-3 tokenizer tweaks,
+# which need <s>, </s> and <unk>: right for Phi-3.5-mini, and a load failure for Phi-4-mini's vocab.
+BUILDERS = {"phi4-mini": build_tiny_phi4_mini, "phi-3.5-mini": build_tiny_phi35_mini}
+KEYS = list(BUILDERS)
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    # Not "phi3" in the name: llama.cpp gives checkpoints so named Phi-3's SentencePiece specials.
-    return build_tiny_phi4_mini(tmp_path_factory.mktemp("tiny-phi4-mini"))
+def checkpoints(tmp_path_factory) -> dict[str, Path]:
+    """Each tiny checkpoint, built the first time a test asks for it."""
+
+    class Lazy(dict):
+        def __missing__(self, key: str) -> Path:
+            self[key] = BUILDERS[key](tmp_path_factory.mktemp(f"tiny-{key}"))
+            return self[key]
+
+    return Lazy()
 
 
 @pytest.fixture(scope="module")
-def f32_gguf(checkpoint, tmp_path_factory) -> Path:
-    return convert_directory(checkpoint, tmp_path_factory.mktemp("f32") / "phi4-mini.gguf", "f32")
+def f32_ggufs(checkpoints, tmp_path_factory) -> dict[str, Path]:
+    out = tmp_path_factory.mktemp("f32")
+
+    class Lazy(dict):
+        def __missing__(self, key: str) -> Path:
+            self[key] = convert_directory(checkpoints[key], out / f"{key}.gguf", "f32")
+            return self[key]
+
+    return Lazy()
+
+
+@pytest.fixture(scope="module")
+def checkpoint(checkpoints) -> Path:
+    return checkpoints["phi4-mini"]
 
 
 def _compare(ours: np.ndarray, reference: np.ndarray) -> float:
@@ -72,7 +99,9 @@ def _compare(ours: np.ndarray, reference: np.ndarray) -> float:
     return float(np.abs(ours - reference).max())
 
 
-def test_f32_logits_match_transformers_with_short_and_long_factors(checkpoint, f32_gguf):
+@pytest.mark.parametrize("key", KEYS)
+def test_f32_logits_match_transformers_with_short_and_long_factors(key, checkpoints, f32_ggufs):
+    checkpoint, f32_gguf = checkpoints[key], f32_ggufs[key]
     short = transformers_ids(checkpoint, VARIED_TEXT)
     assert 300 <= len(short) <= ORIGINAL_CONTEXT
     short_reference = transformers_logits(checkpoint, short)
@@ -89,15 +118,19 @@ def test_f32_logits_match_transformers_with_short_and_long_factors(checkpoint, f
     assert regimes_apart > 100 * MAX_ABS_LOGIT_DIFF
 
 
-def test_tokenizer_is_gpt4o_and_ids_match_transformers(checkpoint, f32_gguf):
-    meta = read_gguf(f32_gguf).metadata
-    assert meta["tokenizer.ggml.model"] == "gpt2" and meta["tokenizer.ggml.pre"] == "gpt-4o"
-    ours = llama_ids(f32_gguf, TOKENIZER_TEXTS)
+@pytest.mark.parametrize(
+    ("key", "model", "pre"), [("phi4-mini", "gpt2", "gpt-4o"), ("phi-3.5-mini", "llama", "default")]
+)
+def test_token_ids_match_transformers(key, model, pre, checkpoints, f32_ggufs):
+    meta = read_gguf(f32_ggufs[key]).metadata
+    assert meta["tokenizer.ggml.model"] == model and meta["tokenizer.ggml.pre"] == pre
+    ours = llama_ids(f32_ggufs[key], TOKENIZER_TEXTS)
     for text, got in zip(TOKENIZER_TEXTS, ours, strict=True):
-        assert got == transformers_ids(checkpoint, text), text
+        assert got == transformers_ids(checkpoints[key], text), text
 
 
-def test_metadata_and_tensors_are_what_llama_cpps_phi3_loader_reads(f32_gguf):
+def test_phi4_mini_metadata_and_tensors_are_what_llama_cpps_phi3_loader_reads(f32_ggufs):
+    f32_gguf = f32_ggufs["phi4-mini"]
     summary = read_gguf(f32_gguf)
     meta = summary.metadata
     assert meta["general.architecture"] == "phi3"
@@ -118,6 +151,19 @@ def test_metadata_and_tensors_are_what_llama_cpps_phi3_loader_reads(f32_gguf):
     for key in ("long_factor", "short_factor"):
         name = f"rope_factors_{key.split('_')[0]}.weight"
         np.testing.assert_array_equal(factors[name], np.asarray(rope_parameters()[key], dtype=np.float32))
+
+
+def test_phi35_mini_rotates_every_dimension_and_keeps_its_output(f32_ggufs):
+    summary = read_gguf(f32_ggufs["phi-3.5-mini"])
+    meta = summary.metadata
+    head_dim = TINY_PHI35_MINI["hidden_size"] // TINY_PHI35_MINI["num_attention_heads"]
+    assert meta["phi3.rope.dimension_count"] == head_dim
+    assert meta["phi3.attention.sliding_window"] == TINY_PHI35_MINI["sliding_window"]
+    assert meta["tokenizer.ggml.add_bos_token"] is True and meta["tokenizer.ggml.bos_token_id"] == 1
+    shapes = {t.name: tuple(t.shape) for t in summary.tensors}
+    assert shapes["output.weight"] == (TINY_PHI35_MINI["hidden_size"], TINY_PHI35_MINI["vocab_size"])
+    assert shapes["blk.0.attn_qkv.weight"][1] == 3 * TINY_PHI35_MINI["hidden_size"]  # no GQA
+    assert shapes["rope_factors_long.weight"] == (head_dim // 2,)
 
 
 @pytest.mark.parametrize("outtype", ["f16", "q8_0"])
