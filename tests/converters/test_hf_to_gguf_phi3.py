@@ -99,6 +99,21 @@ def _compare(ours: np.ndarray, reference: np.ndarray) -> float:
     return float(np.abs(ours - reference).max())
 
 
+def _edited_copy(checkpoint: Path, directory: Path, edit) -> Path:
+    """A copy of the checkpoint with `edit` applied to its config.json."""
+    shutil.copytree(checkpoint, directory)
+    path = directory / "config.json"
+    config = json.loads(path.read_text(encoding="utf-8"))
+    edit(config)
+    path.write_text(json.dumps(config), encoding="utf-8")
+    return directory
+
+
+def _rope_factors(path: Path) -> dict[str, list[float]]:
+    reader = gguf.GGUFReader(path)
+    return {t.name: np.asarray(t.data).tolist() for t in reader.tensors if t.name.startswith("rope_factors")}
+
+
 @pytest.mark.parametrize("key", KEYS)
 def test_f32_logits_match_transformers_with_short_and_long_factors(key, checkpoints, f32_ggufs):
     checkpoint, f32_gguf = checkpoints[key], f32_ggufs[key]
@@ -147,10 +162,10 @@ def test_phi4_mini_metadata_and_tensors_are_what_llama_cpps_phi3_loader_reads(f3
     assert shapes["blk.0.attn_qkv.weight"] == (hidden, (4 + 2 * 2) * 32)  # GGUF order: columns first
     assert shapes["blk.1.ffn_up.weight"] == (hidden, 2 * ffn)  # gate and up, still fused
     assert not {"blk.0.attn_q.weight", "blk.0.ffn_gate.weight", "output.weight"} & set(shapes)  # tied
-    factors = {t.name: np.asarray(t.data) for t in gguf.GGUFReader(f32_gguf).tensors}
+    factors = _rope_factors(f32_gguf)
     for key in ("long_factor", "short_factor"):
         name = f"rope_factors_{key.split('_')[0]}.weight"
-        np.testing.assert_array_equal(factors[name], np.asarray(rope_parameters()[key], dtype=np.float32))
+        assert factors[name] == np.asarray(rope_parameters()[key], dtype=np.float32).tolist()
 
 
 def test_phi35_mini_rotates_every_dimension_and_keeps_its_output(f32_ggufs):
@@ -182,16 +197,45 @@ def test_outputs_load_and_generate(outtype, checkpoint, isolated_home):
         assert finished.stats.generated_tokens > 0
 
 
+# -- config.json as the Hub has it ---------------------------------------------------------------------
+
+
+def _as_written_before_transformers_5(config: dict) -> None:
+    """Phi-4-mini's config.json on the Hub: rope_scaling with `type`, the other RoPE keys flat."""
+    rope = config.pop("rope_parameters")
+    config["rope_theta"] = rope.pop("rope_theta")
+    config["partial_rotary_factor"] = rope.pop("partial_rotary_factor")
+    del rope["original_max_position_embeddings"]  # flat only, as the Hub's file has it
+    config["rope_scaling"] = {"type": rope.pop("rope_type"), **rope}
+
+
+def _without_longrope(config: dict) -> None:
+    """Phi-3-mini-4k's: no rope scaling at all."""
+    rope = config["rope_parameters"]
+    config["rope_parameters"] = {"rope_type": "default", "rope_theta": rope["rope_theta"]}
+
+
+def test_a_config_written_before_transformers_5_converts_the_same(checkpoint, f32_ggufs, tmp_path):
+    directory = _edited_copy(checkpoint, tmp_path / "ckpt", _as_written_before_transformers_5)
+    old = convert_directory(directory, tmp_path / "old.gguf", "f32")
+    drop = {"general.name"}
+    ours, reference = read_gguf(old), read_gguf(f32_ggufs["phi4-mini"])
+    assert {k: v for k, v in ours.metadata.items() if k not in drop} == {
+        k: v for k, v in reference.metadata.items() if k not in drop
+    }
+    assert [(t.name, t.shape) for t in ours.tensors] == [(t.name, t.shape) for t in reference.tensors]
+    assert _rope_factors(old) == _rope_factors(f32_ggufs["phi4-mini"])
+
+
+def test_without_longrope_there_are_no_factors(checkpoint, tmp_path):
+    directory = _edited_copy(checkpoint, tmp_path / "ckpt", _without_longrope)
+    summary = read_gguf(convert_directory(directory, tmp_path / "plain.gguf", "f32"))
+    assert "phi3.rope.scaling.attn_factor" not in summary.metadata
+    assert summary.metadata["phi3.rope.dimension_count"] == 32  # every dimension: no partial factor
+    assert not [t.name for t in summary.tensors if t.name.startswith("rope_factors")]
+
+
 # -- refused in one line ---------------------------------------------------------------------------------
-
-
-def _edited_copy(checkpoint: Path, directory: Path, edit) -> Path:
-    shutil.copytree(checkpoint, directory)
-    path = directory / "config.json"
-    config = json.loads(path.read_text(encoding="utf-8"))
-    edit(config)
-    path.write_text(json.dumps(config), encoding="utf-8")
-    return directory
 
 
 def _drop(*keys: str):
