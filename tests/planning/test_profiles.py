@@ -143,11 +143,13 @@ def test_shipped_model_pairs_cover_the_families():
         ("qwen3-1.7b", True),
         ("qwen3-4b", True),
         ("smollm3-3b", False),
+        ("phi-4-mini", False),
     ],
 )
 def test_dense_tied_pairs_count_their_parameters_from_their_shapes(name, qk_norms):
-    """Tied embeddings, q/k/v/o and gated MLP matrices, two norms a layer (and Qwen3's per-head q/k
-    norms), a final norm: the memory estimates start from this count."""
+    """Tied embeddings, q/k/v/o and gated MLP matrices (Phi's fused qkv and gate_up hold the same), two
+    norms a layer (and Qwen3's per-head q/k norms), a final norm: the memory estimates start from this
+    count."""
     a = pairs_for(name)[0].architecture
     assert a is not None
     attention = 2 * a.embedding * a.heads * a.head_dim + 2 * a.embedding * a.kv_heads * a.head_dim
