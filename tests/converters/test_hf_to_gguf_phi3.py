@@ -50,8 +50,8 @@ from tests.support.convert_phi3 import (
 
 pytest.importorskip("transformers")
 
-# Measured max |diff|, short factors then long: Phi-4-mini shape 2.9e-3 (432 tokens) and 3.2e-3 (864),
-# Phi-3.5-mini shape 3.3e-3 (449) and 4.2e-3 (896), with logits up to ~20. It grows with the position:
+# Measured max |diff|, short factors then long: Phi-4-mini shape 2.2e-3 (425 tokens) and 2.2e-3 (850),
+# Phi-3.5-mini shape 1.6e-3 (427) and 4.2e-3 (852), with logits up to ~21. It grows with the position:
 # the rotary angles are rounded differently in float32 (llama.cpp steps each pair's frequency by
 # repeated multiplication, transformers takes a power) and the attention factor (1.155 on q and on k)
 # sharpens the scores that amplify it. The wrong factors move these logits by more than 20, so the
@@ -93,9 +93,14 @@ def checkpoint(checkpoints) -> Path:
 
 
 def _compare(ours: np.ndarray, reference: np.ndarray) -> float:
+    """The max |diff|, once the top-1 token is the same at every position."""
     assert ours.shape == reference.shape
     mismatched = np.flatnonzero(ours.argmax(-1) != reference.argmax(-1))
-    assert mismatched.size == 0, f"top-1 differs at positions {mismatched.tolist()}"
+    if mismatched.size:
+        # A near-tie in transformers' own top two is the one place rounding alone could flip the top-1.
+        top2 = np.sort(reference[mismatched], -1)[:, -2:]
+        margins = (top2[:, 1] - top2[:, 0]).round(5).tolist()
+        raise AssertionError(f"top-1 differs at positions {mismatched.tolist()}; reference margins {margins}")
     return float(np.abs(ours - reference).max())
 
 

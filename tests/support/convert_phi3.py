@@ -1,9 +1,18 @@
-"""A tiny Phi-4-mini-shaped checkpoint for the converter tests: LongRoPE with short and long factors,
-partial rotary, tied embeddings, grouped-query attention, fused qkv and gate_up weights, and a small
-byte-level BPE with GPT-4o's split (the o200k regex), as Phi-4-mini's own tokenizer.json has."""
+"""Tiny phi3 checkpoints for the converter tests. One of Phi-4-mini's shape: LongRoPE with short and
+long factors, partial rotary, tied embeddings, grouped-query attention, fused qkv and gate_up weights,
+and a small byte-level BPE with GPT-4o's split (the o200k regex), as its tokenizer.json has. One of
+Phi-3.5-mini's: every dimension rotated, untied, a Llama-style SentencePiece BPE with byte fallback.
+
+The BPE merges are learned here rather than by the tokenizers library's trainer, which breaks ties
+between equally frequent pairs in hash order: its vocabulary, and so the token ids the models see,
+would change from run to run, and with them which positions are near-ties in the logits.
+"""
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -54,25 +63,57 @@ def rope_parameters() -> dict:
     }
 
 
+def learn_merges(words: Iterable[str], count: int, alphabet: set[str]) -> list[tuple[str, str]]:
+    """`count` BPE merges over `words` (pre-tokenized), most frequent pair first, ties broken by the
+    pair's text, so that every run learns the same ones. Characters outside `alphabet` never merge."""
+    spelled: Counter[tuple[str, ...]] = Counter(tuple(word) for word in words)
+    merges: list[tuple[str, str]] = []
+    for _ in range(count):
+        pairs: Counter[tuple[str, str]] = Counter()
+        for symbols, n in spelled.items():
+            for pair in pairwise(symbols):
+                if pair[0][0] in alphabet and pair[1][0] in alphabet:  # merged symbols hold only those
+                    pairs[pair] += n
+        if not pairs:
+            break
+        best = min(pairs, key=lambda pair: (-pairs[pair], pair))
+        merges.append(best)
+        merged: Counter[tuple[str, ...]] = Counter()
+        for symbols, n in spelled.items():
+            out, i = [], 0
+            while i < len(symbols):
+                if symbols[i : i + 2] == best:
+                    out.append(best[0] + best[1])
+                    i += 2
+                else:
+                    out.append(symbols[i])
+                    i += 1
+            merged[tuple(out)] += n
+        spelled = merged
+    return merges
+
+
 def _gpt4o_tokenizer():
-    """A small byte-level BPE trained on the test texts, set up as Phi-4-mini's is (the GPT-4o split,
+    """A small byte-level BPE learned from the test texts, set up as Phi-4-mini's is (the GPT-4o split,
     ByteLevel without its own regex, Phi's chat specials and template)."""
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
     specials = ["<|endoftext|>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>"]
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+    split = pre_tokenizers.Sequence(
         [
             pre_tokenizers.Split(Regex(GPT4O_SPLIT), behavior="isolated"),
             pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
         ]
     )
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    words = [word for text in TOKENIZER_TEXTS for word, _ in split.pre_tokenize_str(text)]
+    merges = learn_merges(words, 340, set(alphabet))
+    pieces = [*specials, *alphabet, *(a + b for a, b in merges)]
+    tokenizer = Tokenizer(models.BPE(vocab={p: i for i, p in enumerate(pieces)}, merges=merges))
+    tokenizer.pre_tokenizer = split
     tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=600, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
-    )
-    tokenizer.train_from_iterator(TOKENIZER_TEXTS * 4, trainer)
+    tokenizer.add_special_tokens(specials)
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tokenizer,
         bos_token="<|endoftext|>",
@@ -104,7 +145,7 @@ def build_tiny_phi4_mini(out: Path) -> Path:
 # sliding window far past any context, and a Llama-style SentencePiece BPE.
 TINY_PHI35_MINI = {
     **TINY_PHI4_MINI,
-    "vocab_size": 704,  # 256 byte tokens and 400 learned ones, then the chat specials and padding
+    "vocab_size": 704,  # <unk> <s> </s>, 256 bytes, 75 characters, 340 merges, 5 chat specials, padding
     "num_key_value_heads": 4,
     "sliding_window": 262144,
     "tie_word_embeddings": False,
@@ -118,38 +159,41 @@ PHI35_SPECIALS = ["<|endoftext|>", "<|assistant|>", "<|system|>", "<|end|>", "<|
 def _sentencepiece_bpe_tokenizer():
     """A small BPE with byte fallback, set up as Phi-3.5-mini's (Llama 2's) tokenizer.json is: spaces
     become ▁ with one prepended, no pre-tokenizer, <unk> <s> </s> then the 256 byte tokens first, Phi's
-    chat specials added after the vocabulary, <s> added in front. The alphabet is cut short so that rare
-    characters (the CJK, the emoji) fall back to bytes."""
-    import json as _json
-
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    chat specials added after the vocabulary, <s> added in front. Its alphabet is the characters seen
+    at least twice, so that rare ones (some CJK, the emoji) fall back to bytes."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
-    trainer_model = Tokenizer(models.BPE(unk_token="<unk>"))
-    trainer_model.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
-    trainer_model.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="never")
-    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<unk>", "<s>", "</s>"], limit_alphabet=80)
-    trainer_model.train_from_iterator(TOKENIZER_TEXTS * 4, trainer)
-    trained = _json.loads(trainer_model.to_str())["model"]
-    learned = sorted(trained["vocab"], key=trained["vocab"].get)[3:]  # after the three specials
-    pieces = ["<unk>", "<s>", "</s>", *(f"<0x{b:02X}>" for b in range(256)), *learned]
+    normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
+    # Merges are learned inside ▁-led words, as SentencePiece does; the tokenizer itself splits nothing.
+    words_of = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="never")
+    words = [
+        word
+        for text in TOKENIZER_TEXTS
+        for word, _ in words_of.pre_tokenize_str(normalizer.normalize_str(text))
+    ]
+    seen = Counter(char for word in words for char in word)
+    alphabet = sorted(char for char, n in seen.items() if n >= 2)
+    merges = learn_merges(words, 340, set(alphabet))
+    bytes_ = [f"<0x{b:02X}>" for b in range(256)]
+    pieces = ["<unk>", "<s>", "</s>", *bytes_, *alphabet, *(a + b for a, b in merges)]
     tokenizer = Tokenizer(
         models.BPE(
             vocab={piece: i for i, piece in enumerate(pieces)},
-            merges=[tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in trained["merges"]],
+            merges=merges,
             unk_token="<unk>",
             byte_fallback=True,
             fuse_unk=True,
         )
     )
-    tokenizer.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
+    tokenizer.normalizer = normalizer
     tokenizer.decoder = decoders.Sequence(
         [decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(), decoders.Strip(" ", 1, 0)]
     )
     tokenizer.post_processor = processors.TemplateProcessing(
         single="<s> $A", pair="<s> $A $B:1", special_tokens=[("<s>", 1)]
     )
-    tokenizer.add_special_tokens(PHI35_SPECIALS)
+    tokenizer.add_special_tokens(["<unk>", "<s>", "</s>", *PHI35_SPECIALS])
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tokenizer, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="</s>"
     )
