@@ -2,12 +2,12 @@
 
 Two shapes cover the supported families:
 
-- byte-level BPE (Llama 3, SmolLM2, Qwen2): llama.cpp's "gpt2" model. llama.cpp splits text with a
-  fixed regex per named pre-tokenizer, so the pre-tokenizer in tokenizer.json is matched against the
-  regexes llama.cpp knows (an unknown one is refused rather than tokenized differently).
-- SentencePiece-style BPE with byte fallback (Gemma, Llama 2): llama.cpp's "llama" model, which merges
-  the adjacent pair whose joined text has the highest score. Scores are derived from the merge ranks
-  (earlier merge, higher score) so llama.cpp merges in the order the BPE model does.
+- byte-level BPE (Llama 3, SmolLM2, Qwen2, Phi-4-mini): llama.cpp's "gpt2" model. llama.cpp splits
+  text with a fixed regex per named pre-tokenizer, so the pre-tokenizer in tokenizer.json is matched
+  against the regexes llama.cpp knows (an unknown one is refused rather than tokenized differently).
+- SentencePiece-style BPE with byte fallback (Gemma, Llama 2, Phi-3.5): llama.cpp's "llama" model,
+  which merges the adjacent pair whose joined text has the highest score. Scores are derived from the
+  merge ranks (earlier merge, higher score) so llama.cpp merges in the order the BPE model does.
 
 Special token ids, add_bos/add_eos, merges and the chat template come from gguf-py's SpecialVocab.
 """
