@@ -10,6 +10,7 @@ would change from run to run, and with them which positions are near-ties in the
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Iterable
 from itertools import pairwise
@@ -138,6 +139,11 @@ def build_tiny_phi4_mini(out: Path) -> Path:
     model = Phi3ForCausalLM(config).to(torch.bfloat16)
     model.save_pretrained(out, max_shard_size="200KB")
     fast.save_pretrained(out)
+    # As Phi-4-mini's says: llama.cpp's converter reads the vocabulary as GPT-2's only when told so
+    # (transformers 5 reads tokenizer.json either way).
+    path = out / "tokenizer_config.json"
+    settings = json.loads(path.read_text(encoding="utf-8"))
+    path.write_text(json.dumps({**settings, "tokenizer_class": "GPT2Tokenizer"}), encoding="utf-8")
     return out
 
 
