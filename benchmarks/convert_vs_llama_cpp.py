@@ -31,8 +31,8 @@ with why it is expected (EXPLAINED), or UNEXPLAINED.
 Without arguments, every default is used (NAME picks some of them): the test suite's cached checkpoints
 rebuilt from the bundled SmolLM2 and Gemma 3 GGUFs (tests/support/checkpoints.py; run the converter
 tests once to build them), and its tiny random checkpoints of each other family we convert, built here
-with tests/support/convert.py or convert_phi3.py (TINY_FAMILIES). Without --llama-cpp-src, the sdist is
-downloaded once with pip into ~/.cache/ondevice-bench/ and convert_hf_to_gguf.py, conversion/ and
+with tests/support/convert.py, convert_phi3.py or llama3.py (TINY_FAMILIES). Without --llama-cpp-src,
+the sdist is downloaded once with pip into ~/.cache/ondevice-bench/ and convert_hf_to_gguf.py, conversion/ and
 gguf-py/ are extracted next to it. llama.cpp's converter needs torch and sentencepiece in this
 interpreter (it imports sentencepiece before looking for a tokenizer.model).
 """
@@ -81,6 +81,9 @@ TINY_FAMILIES = {
     # From tests/support/convert_phi3.py. Not its Phi-3.5-mini: llama.cpp's converter reads that
     # family's vocabulary from a tokenizer.model only, which a tokenizer trained here does not have.
     "phi4_mini": "gpt-4o",
+    # From tests/support/llama3.py.
+    "llama32": "llama-bpe",
+    "smollm3": "llama-bpe",  # SmolLM3 kept Llama 3's tokenizer
 }
 BENCH_CACHE = Path.home() / ".cache" / "ondevice-bench"
 NAMES = {"ours": "our", "theirs": "llama.cpp's"}
@@ -119,13 +122,14 @@ SPACE_PREFIX = (
 )
 HEAD_DIM = (
     "llama.cpp's converter writes the key/value head width whenever config.json states head_dim; ours only "
-    "where it is not hidden_size / heads, the loader's default (here 576 / 9 = 64): the same width."
+    "where it is not hidden_size / heads, the loader's default (SmolLM2: 576 / 9 = 64): the same width."
 )
 NO_BOS = (
     "Ours writes add_bos_token false for a 'gpt2' vocabulary whose tokenizer.json post-processor and "
     "tokenizer_config.json add no BOS (transformers then adds none); llama.cpp's converter leaves the key "
     "out, and its loader adds a BOS by default only for a few pre-tokenizers (llama-bpe among them), not "
-    "for qwen2 or gpt-4o: the same tokens."
+    "for qwen2 or gpt-4o: the same tokens there. For a llama-bpe vocabulary (the tiny SmolLM3) its "
+    "output would add a BOS that transformers does not; ours follows transformers."
 )
 GRANITE_BOS = (
     "llama.cpp's LlamaModel writes add_bos_token false for every llama checkpoint with a 49152-token "
@@ -158,6 +162,7 @@ EXPLAINED: tuple[Expected, ...] = (
     Expected("gemma-3-*", "tokenizer.ggml.*", "*", GEMMA_TOKENIZER),
     Expected("*", "tokenizer.ggml.add_space_prefix", "ours", SPACE_PREFIX),
     Expected("smollm2-*", "llama.attention.[kv]*_length", "theirs", HEAD_DIM),
+    Expected("tiny-llama32", "llama.attention.[kv]*_length", "theirs", HEAD_DIM),
     Expected("smollm2-*", "tokenizer.ggml.add_bos_token", "theirs", GRANITE_BOS),
     Expected("tiny-*", "tokenizer.ggml.add_bos_token", "ours", NO_BOS),
     Expected("smollm2-*", "tokenizer.ggml.pre", "both", SMOLLM2_PRE),
@@ -191,8 +196,9 @@ runpy.run_path(script, run_name='__main__')
 # Builds one tiny checkpoint (argv: family, directory) from the repo root, where `tests` imports.
 BUILD_TINY_CODE = (
     "import sys; from pathlib import Path; import tests.support.convert as c; "
-    "import tests.support.convert_phi3 as p; name = 'build_tiny_' + sys.argv[1]; "
-    "(getattr(c, name, None) or getattr(p, name))(Path(sys.argv[2]))"
+    "import tests.support.convert_phi3 as p; import tests.support.llama3 as l; "
+    "name = 'build_tiny_' + sys.argv[1]; "
+    "next(getattr(m, name) for m in (c, p, l) if hasattr(m, name))(Path(sys.argv[2]))"
 )
 
 
