@@ -24,6 +24,7 @@ from ondevice.runtime.protocol import GenerationParams, LoadOptions
 from ondevice.store import Store
 from tests.support.cli import invoke, one_error_line
 from tests.support.gguf_split import untie_output
+from tests.support.readme import json_fields
 
 pytestmark = pytest.mark.models
 
@@ -121,6 +122,7 @@ def test_q4_k_m_and_iq4_xs_with_a_matrix_sit_beside_the_plain_file(smol_f16, smo
     plain = invoke("quantize", str(smol_f16), "--levels", "q4_k_m", "--json")
     assert plain.exit_code == 0, plain.output
     outputs = json.loads(made.stdout)["outputs"] + json.loads(plain.stdout)["outputs"]
+    assert sorted({*json.loads(made.stdout), *outputs[0]}) == sorted(json_fields("quantize"))
     assert [o["ref"] for o in outputs] == [f"{NAME}:Q4_K_M-imat", f"{NAME}:IQ4_XS-imat", f"{NAME}:Q4_K_M"]
     assert [o["level"] for o in outputs] == ["Q4_K_M", "IQ4_XS", "Q4_K_M"]
     store = Store()
