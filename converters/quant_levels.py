@@ -24,6 +24,12 @@ class Level:
     # in a Q2_K_S file (tensor_requires_imatrix and llama_tensor_get_type_impl in src/llama-quant.cpp).
     needs_matrix: bool = False
 
+    @property
+    def uses_matrix(self) -> bool:
+        """Whether an importance matrix changes what is written: not for float types, and Q8_0's
+        quantizer ignores it (quantize_q8_0 in ggml-quants.c)."""
+        return self.name not in ("F32", "F16", "BF16", "Q8_0")
+
 
 def _level(name: str, nominal_bpw: float | None = None, needs_matrix: bool = False) -> Level:
     bpw = LEVEL_BITS[name] if nominal_bpw is None else nominal_bpw

@@ -151,7 +151,8 @@ def quantize(
         check_matrix(matrix, model.summary, model.display_name)
 
     def quant_of(level: Level) -> str:
-        return quant_name(level.name, imatrix=matrix is not None, custom=overrides is not None)
+        used = matrix is not None and level.uses_matrix
+        return quant_name(level.name, imatrix=used, custom=overrides is not None)
 
     for level in wanted:
         if (
@@ -169,6 +170,7 @@ def quantize(
     results: list[QuantizeResult] = []
     for index, level in enumerate(wanted):
         quant = quant_of(level)
+        level_matrix = matrix if level.uses_matrix else None
         estimated = int(params * level.nominal_bpw / 8) + model.summary.data_offset
         started = time.monotonic()
         # Filled by write() in this iteration, read by manifest_for() right after it.
@@ -180,6 +182,7 @@ def quantize(
             index: int = index,
             estimated: int = estimated,
             done: dict[str, Any] = done,
+            level_matrix: MatrixInput | None = level_matrix,
         ) -> None:
             def on_bytes(written: int) -> None:
                 if progress is not None:
@@ -194,7 +197,7 @@ def quantize(
                 allow_requantize=allow_requantize,
                 threads=threads,
                 on_bytes=on_bytes,
-                matrix=matrix,
+                matrix=level_matrix,
                 overrides=overrides,
             )
             done["sha256"] = sha256_file(partial)
@@ -205,6 +208,7 @@ def quantize(
             quant: str = quant,
             started: float = started,
             done: dict[str, Any] = done,
+            level_matrix: MatrixInput | None = level_matrix,
         ) -> Manifest:
             manifest = describe(
                 summary,
@@ -224,7 +228,7 @@ def quantize(
                 "requantized": requantizing,
                 "fallback_tensors": done["fallbacks"],
             }
-            manifest.imatrix = matrix.record if matrix is not None else None
+            manifest.imatrix = level_matrix.record if level_matrix is not None else None
             manifest.overrides = overrides
             return manifest
 
@@ -233,6 +237,8 @@ def quantize(
         notes = []
         if requantizing:
             notes.append(f"requantized from {source_quant}: quality is capped by the source's")
+        if matrix is not None and level_matrix is None:
+            notes.append(f"{level.name} does not use an importance matrix: written as the plain {level.name}")
         if fallbacks:
             notes.append(f"{fallbacks} tensors fell back to another type (rows not divisible by the block)")
         results.append(

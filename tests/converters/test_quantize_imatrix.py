@@ -208,3 +208,11 @@ def test_tensor_types_given_by_hand_are_the_types_in_the_file(smol_f16, tmp_path
     human = invoke("models", "info", entry.manifest.ref).stdout
     assert "ffn_down=Q8_0, output=Q5_1, token_embd=Q4_1" in human
     _generates(entry.path)
+
+
+def test_a_level_the_matrix_cannot_change_is_written_plain_and_says_so(smol_f16, smol_matrix, isolated_home):
+    (result,) = quantize(str(smol_f16), "q8_0", imatrix=smol_matrix)
+    assert result.ref == f"{NAME}:Q8_0" and "does not use an importance matrix" in result.notes[0]
+    entry = Store().find(NAME, "Q8_0")
+    assert entry.manifest.imatrix is None
+    assert not any(key.startswith("quantize.imatrix") for key in read_gguf(entry.path).metadata)
