@@ -112,7 +112,18 @@ def parse_tensor_type(text: str) -> TensorType:
     pattern, sep, type_name = text.partition("=")
     if not sep or not pattern.strip() or not type_name.strip():
         raise QuantizeError(f"--tensor-type {text!r}: expected PATTERN=TYPE, e.g. ffn_down=q8_0")
-    pattern = pattern.strip().lower()
+    pattern = pattern.strip()
+    if re.search(r"\\[A-Z]", pattern):
+        raise QuantizeError(
+            f"--tensor-type {text!r}: the pattern is lower-cased, as llama-quantize does, which would "
+            "change an upper-case escape such as \\S or \\W; write it without one"
+        )
+    if re.search(r"\(\?(?![=!:])", pattern):
+        raise QuantizeError(
+            f"--tensor-type {text!r}: llama.cpp's regexes are ECMAScript: no lookbehind, named groups "
+            "or inline flags"
+        )
+    pattern = pattern.lower()
     try:
         re.compile(pattern)
     except re.error as exc:

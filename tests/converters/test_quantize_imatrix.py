@@ -67,6 +67,8 @@ def test_i_quant_levels_join_the_ladder_and_tagged_names_keep_their_level():
         (["--tensor-type", "=q8_0"], "expected PATTERN=TYPE"),
         (["--tensor-type", "ffn_down=q9_9"], "unknown ggml type"),
         (["--tensor-type", "ffn_(down=q8_0"], "is not a valid regex"),
+        (["--tensor-type", r"blk\.\S+down=q8_0"], "upper-case escape"),
+        (["--tensor-type", "(?<=blk)ffn_down=q8_0"], "no lookbehind"),
         (["--output-tensor-type", "q3"], "unknown ggml type"),
         (["--token-embedding-type", "q8_1"], "unknown ggml type"),
         (["--levels", "iq9_xxs"], "unknown quantization level"),
