@@ -146,7 +146,7 @@ def quantize(
         )
     if overrides is not None:
         check_overrides(overrides, model.summary, model.display_name, with_matrix=imatrix is not None)
-    matrix = resolve_matrix(imatrix, model)
+    matrix = resolve_matrix(imatrix, model, store, progress)
     if matrix is not None:
         check_matrix(matrix, model.summary, model.display_name)
 

@@ -15,7 +15,9 @@ from ondevice.errors import OndeviceError
 from ondevice.gguf_summary import GGUFSummary
 from ondevice.imatrix_file import ImportanceMatrix, check_for_model, read_imatrix
 from ondevice.manifest import ImatrixRecord, QuantOverrides, TensorType, sha256_file
+from ondevice.progress import ProgressFn
 from ondevice.refs import ResolvedModel
+from ondevice.store import Store
 
 __all__ = [
     "AUTO",
@@ -74,20 +76,25 @@ def load_matrix(path: str | Path) -> MatrixInput:
     return MatrixInput(matrix, record, path.name)
 
 
-def auto_matrix(model: ResolvedModel) -> MatrixInput:
-    """--imatrix auto: the matrix computed from `model` itself (cached in the store)."""
+def auto_matrix(model: ResolvedModel, store: Store, progress: ProgressFn | None = None) -> MatrixInput:
+    """--imatrix auto: the matrix computed from `model` itself, cached in `store` next to it."""
     raise QuantizeError(
         f"--imatrix auto is not available yet for {model.display_name}: compute a matrix with "
         "llama-imatrix and pass it as --imatrix FILE"
     )
 
 
-def resolve_matrix(value: str | Path | MatrixInput | None, model: ResolvedModel) -> MatrixInput | None:
+def resolve_matrix(
+    value: str | Path | MatrixInput | None,
+    model: ResolvedModel,
+    store: Store,
+    progress: ProgressFn | None = None,
+) -> MatrixInput | None:
     """The matrix `value` names: a file, `auto`, or one already loaded; None for none."""
     if value is None or isinstance(value, MatrixInput):
         return value
     if str(value).strip().lower() == AUTO:
-        return auto_matrix(model)
+        return auto_matrix(model, store, progress)
     return load_matrix(value)
 
 
