@@ -1,34 +1,36 @@
 """A quantization ladder through llama.cpp's own quantizer (`llama_model_quantize`).
 
-llama.cpp can abort() on input it dislikes, so each level is quantized in a spawned child process:
-a crash there is an error message here. The child writes to the store's partial path and the
-parent publishes the file (validated, with a manifest) only when the child exits cleanly.
+Each level is quantized in a spawned child (quantize_child): it writes to the store's partial path and
+the store publishes the file (validated, with a manifest) only when the child exits cleanly. An
+importance matrix and per-tensor types (quantize_options) are checked against the source before any
+child starts; a file made with them is named LEVEL-imat / LEVEL-custom (ondevice.quant_names), so it sits
+beside the plain file of its level.
 """
 
 from __future__ import annotations
 
-import contextlib
-import multiprocessing as mp
-import os
 import re
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import gguf
 
-from ondevice.errors import OndeviceError
 from ondevice.gguf_summary import GGUFSummary
-from ondevice.manifest import Manifest, check_name, describe, sha256_file
+from ondevice.manifest import Manifest, QuantOverrides, check_name, describe, sha256_file
 from ondevice.progress import Progress, ProgressFn, Unit
+from ondevice.quant_names import quant_name
 from ondevice.refs import ResolvedModel, resolve
-from ondevice.runtime.lifeline import exit_with_parent, log_file
 from ondevice.store import Store
+
+from .quant_levels import LEVELS, Level, parse_levels
+from .quantize_child import quantize_file
+from .quantize_options import MatrixInput, QuantizeError, check_matrix, check_overrides, resolve_matrix
 
 __all__ = [
     "LEVELS",
+    "Level",
     "QuantizeError",
     "QuantizeResult",
     "is_quantized",
@@ -38,53 +40,11 @@ __all__ = [
 ]
 
 DEFAULT_LADDER = ("q8_0", "q6_k", "q5_k_m", "q4_k_m", "q4_0", "q3_k_m", "q2_k")
-_POLL_SECONDS = 0.2
 _UNQUANTIZED = {
     gguf.GGMLQuantizationType.F32,
     gguf.GGMLQuantizationType.F16,
     gguf.GGMLQuantizationType.BF16,
     gguf.GGMLQuantizationType.F64,
-}
-
-
-class QuantizeError(OndeviceError):
-    """A quantization cannot be done as asked, or llama.cpp's quantizer failed."""
-
-
-@dataclass(frozen=True)
-class Level:
-    """One rung of the ladder: llama.cpp's file type and its nominal bits per weight (for estimates)."""
-
-    name: str  # the store's quant name, e.g. "Q4_K_M"
-    ftype: gguf.LlamaFileType
-    nominal_bpw: float
-
-
-def _level(name: str, nominal_bpw: float) -> Level:
-    return Level(name, gguf.LlamaFileType[f"MOSTLY_{name}"], nominal_bpw)
-
-
-LEVELS: dict[str, Level] = {
-    level.name.lower(): level
-    for level in (
-        Level("F32", gguf.LlamaFileType.ALL_F32, 32.0),
-        _level("F16", 16.0),
-        _level("BF16", 16.0),
-        _level("Q8_0", 8.5),
-        _level("Q6_K", 6.56),
-        _level("Q5_K_M", 5.7),
-        _level("Q5_K_S", 5.5),
-        _level("Q5_0", 5.5),
-        _level("Q5_1", 6.0),
-        _level("Q4_K_M", 4.9),
-        _level("Q4_K_S", 4.6),
-        _level("Q4_0", 4.5),
-        _level("Q4_1", 5.0),
-        _level("Q3_K_L", 4.3),
-        _level("Q3_K_M", 3.9),
-        _level("Q3_K_S", 3.5),
-        _level("Q2_K", 3.35),
-    )
 }
 
 
@@ -101,12 +61,14 @@ class QuantizeResult:
     requantized: bool
     fallback_tensors: int
     notes: list[str] = field(default_factory=list)
+    quant: str = ""  # the store's name for it: the level, tagged -imat / -custom
 
     def as_dict(self) -> dict[str, object]:
         return {
             "ref": self.ref,
             "path": str(self.path),
             "level": self.level,
+            "quant": self.quant or self.level,
             "size_bytes": self.size_bytes,
             "bits_per_weight": self.bits_per_weight,
             "seconds": round(self.seconds, 2),
@@ -116,121 +78,17 @@ class QuantizeResult:
         }
 
 
-def parse_levels(text: str | list[str] | tuple[str, ...]) -> list[Level]:
-    """Levels from "q8_0,q4_k_m" (any case, no repeats); an unknown one lists the known ones."""
-    names = text.split(",") if isinstance(text, str) else list(text)
-    levels: list[Level] = []
-    for raw in names:
-        key = raw.strip().lower()
-        if not key:
-            continue
-        if key not in LEVELS:
-            raise QuantizeError(f"unknown quantization level {raw.strip()!r}; known: {', '.join(LEVELS)}")
-        if LEVELS[key] not in levels:
-            levels.append(LEVELS[key])
-    if not levels:
-        raise QuantizeError("no quantization levels given")
-    return levels
-
-
 def is_quantized(summary: GGUFSummary) -> bool:
     """Whether any weight matrix is stored in a quantized type (so requantizing would compound loss)."""
     return any(len(t.shape) >= 2 and t.ggml_type not in _UNQUANTIZED for t in summary.tensors)
 
 
-# -- the child process -------------------------------------------------------------------------
-
-
-def _child_quantize(src: str, dst: str, ftype: int, allow_requantize: bool, threads: int, log: str) -> None:
-    """Runs in a spawned process: llama.cpp's log goes to `log`, the exit code says how it went."""
-    exit_with_parent()  # a killed ondevice must not leave a quantizer writing on
-    log_file = open(log, "a", buffering=1, encoding="utf-8")  # noqa: SIM115 - lives as long as the process
-    os.dup2(log_file.fileno(), 2)  # llama.cpp's own fprintf(stderr) as well as its log callback
-    import sys
-
-    sys.stderr = log_file
-    import llama_cpp
-    import llama_cpp._logger as llama_logger
-
-    llama_logger.set_verbose(True)
-    params = llama_cpp.llama_model_quantize_default_params()
-    params.ftype = ftype
-    params.allow_requantize = allow_requantize
-    params.nthread = threads
-    status = llama_cpp.llama_model_quantize(src.encode(), dst.encode(), params)
-    log_file.flush()
-    os._exit(0 if status == 0 else 3)
-
-
-def _tail(log: Path, lines: int = 3) -> str:
-    try:
-        text = log.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return ""
-    kept = [line.strip() for line in text.splitlines() if line.strip()]
-    return " | ".join(kept[-lines:])
-
-
-_FALLBACK = re.compile(r"(\d+) of \d+ tensor\(s\) required fallback quantization")
-
-
-def quantize_file(
-    src: Path,
-    dst: Path,
-    level: Level,
-    *,
-    allow_requantize: bool = False,
-    threads: int | None = None,
-    on_bytes: Callable[[int], None] | None = None,
-) -> int:
-    """Quantize `src` into `dst` in a child process; return how many tensors fell back to another type."""
-    log = log_file("quantize")
-    log_name = str(log)
-    ctx = mp.get_context("spawn")
-    child = ctx.Process(
-        target=_child_quantize,
-        args=(
-            str(src),
-            str(dst),
-            int(level.ftype),
-            allow_requantize,
-            threads or os.cpu_count() or 1,
-            log_name,
-        ),
-        name=f"ondevice-quantize:{level.name}",
-        daemon=True,
-    )
-    try:
-        child.start()
-        while child.is_alive():
-            child.join(_POLL_SECONDS)
-            if on_bytes is not None:
-                with contextlib.suppress(OSError):
-                    on_bytes(dst.stat().st_size)
-        if child.exitcode != 0:
-            how = f"signal {-child.exitcode}" if (child.exitcode or 0) < 0 else f"exit {child.exitcode}"
-            detail = _tail(log)
-            raise QuantizeError(
-                f"llama.cpp's quantizer failed on {src.name} -> {level.name} ({how})"
-                + (f": {detail}" if detail else "")
-            )
-        found = _FALLBACK.search(log.read_text(encoding="utf-8", errors="replace"))
-        return int(found.group(1)) if found else 0
-    finally:
-        if child.is_alive():  # interrupted (Ctrl-C): the partial output is removed by our caller
-            child.terminate()
-            child.join(5)
-            if child.is_alive():
-                child.kill()
-                child.join()
-        log.unlink(missing_ok=True)
-
-
 # -- the ladder --------------------------------------------------------------------------------
 
 
-# A quantization tag at the end of a file name: "model.Q4_K_M", "model-f16", or the whole name ("F16").
-_QUANT_TAG = re.compile(r"(^|[._-])(I?Q\d[A-Z0-9_]*|F16|F32|BF16)$", re.IGNORECASE)
+# A quantization tag at the end of a file name: "model.Q4_K_M", "model-f16", "Q4_K_M-imat", or the
+# whole name ("F16").
+_QUANT_TAG = re.compile(r"(^|[._-])(I?Q\d[A-Z0-9_]*|F16|F32|BF16)(-imat)?(-custom)?$", re.IGNORECASE)
 
 
 def _source_name(model: ResolvedModel) -> str:
@@ -252,11 +110,17 @@ def quantize(
     threads: int | None = None,
     progress: ProgressFn | None = None,
     origin: str | None = None,
+    imatrix: str | Path | MatrixInput | None = None,
+    overrides: QuantOverrides | None = None,
 ) -> list[QuantizeResult]:
     """Quantize a model (any reference) to each level, publishing every file into the store with a manifest.
 
     `progress` hears the bytes each level has written, of an estimate from its nominal bits per weight.
     `origin` is the source the manifests record (default quantize:SOURCE; a conversion says convert:REF).
+    `imatrix` is an importance matrix file (or `auto`, or one loaded); `overrides` the tensor types
+    chosen by hand (quantize_options.make_overrides). Both are checked against the source, and every
+    level that needs a matrix has one, before anything is written; their files are named LEVEL-imat,
+    LEVEL-custom or LEVEL-imat-custom, and their manifests record the matrix and the overrides.
 
     A source that is already quantized is refused unless `allow_requantize`; then each result notes that
     its quality is capped by the source's.
@@ -273,14 +137,31 @@ def quantize(
             "convert from F16/F32 first, or pass --allow-requantize"
         )
     source_label = model.manifest.ref if model.manifest is not None else str(model.path)
+    overrides = None if overrides is None or overrides.empty else overrides
+    unmatrixed = [level.name for level in wanted if level.needs_matrix]
+    if unmatrixed and imatrix is None:
+        raise QuantizeError(
+            f"{', '.join(unmatrixed)} {'needs' if len(unmatrixed) == 1 else 'need'} an importance matrix "
+            "(llama.cpp refuses to write one without it): pass --imatrix FILE"
+        )
+    if overrides is not None:
+        check_overrides(overrides, model.summary, model.display_name, with_matrix=imatrix is not None)
+    matrix = resolve_matrix(imatrix, model, store, progress)
+    if matrix is not None:
+        check_matrix(matrix, model.summary, model.display_name)
+
+    def quant_of(level: Level) -> str:
+        used = matrix is not None and level.uses_matrix
+        return quant_name(level.name, imatrix=used, custom=overrides is not None)
+
     for level in wanted:
         if (
             model.manifest is not None
             and target == model.manifest.name
-            and level.name == model.manifest.quant
+            and quant_of(level) == model.manifest.quant
         ):
             raise QuantizeError(
-                f"{source_label} is the source; it cannot be overwritten by its own {level.name}"
+                f"{source_label} is the source; it cannot be overwritten by its own {quant_of(level)}"
             )
     source_digest = model.manifest.sha256 if model.manifest is not None else sha256_file(model.path)
     declared = model.manifest.kind if model.manifest is not None else model.kind
@@ -288,6 +169,8 @@ def quantize(
 
     results: list[QuantizeResult] = []
     for index, level in enumerate(wanted):
+        quant = quant_of(level)
+        level_matrix = matrix if level.uses_matrix else None
         estimated = int(params * level.nominal_bpw / 8) + model.summary.data_offset
         started = time.monotonic()
         # Filled by write() in this iteration, read by manifest_for() right after it.
@@ -299,6 +182,7 @@ def quantize(
             index: int = index,
             estimated: int = estimated,
             done: dict[str, Any] = done,
+            level_matrix: MatrixInput | None = level_matrix,
         ) -> None:
             def on_bytes(written: int) -> None:
                 if progress is not None:
@@ -313,16 +197,23 @@ def quantize(
                 allow_requantize=allow_requantize,
                 threads=threads,
                 on_bytes=on_bytes,
+                matrix=level_matrix,
+                overrides=overrides,
             )
             done["sha256"] = sha256_file(partial)
 
         def manifest_for(
-            summary: GGUFSummary, level: Level = level, started: float = started, done: dict[str, Any] = done
+            summary: GGUFSummary,
+            level: Level = level,
+            quant: str = quant,
+            started: float = started,
+            done: dict[str, Any] = done,
+            level_matrix: MatrixInput | None = level_matrix,
         ) -> Manifest:
             manifest = describe(
                 summary,
                 name=target,
-                quant=level.name,
+                quant=quant,
                 source=origin or f"quantize:{source_label}",
                 sha256=done["sha256"],
                 declared_kind=declared,
@@ -337,13 +228,17 @@ def quantize(
                 "requantized": requantizing,
                 "fallback_tensors": done["fallbacks"],
             }
+            manifest.imatrix = level_matrix.record if level_matrix is not None else None
+            manifest.overrides = overrides
             return manifest
 
-        entry = store.add(target, level.name, write, int(estimated * 1.1), manifest_for)
+        entry = store.add(target, quant, write, int(estimated * 1.1), manifest_for)
         fallbacks = done["fallbacks"]
         notes = []
         if requantizing:
             notes.append(f"requantized from {source_quant}: quality is capped by the source's")
+        if matrix is not None and level_matrix is None:
+            notes.append(f"{level.name} does not use an importance matrix: written as the plain {level.name}")
         if fallbacks:
             notes.append(f"{fallbacks} tensors fell back to another type (rows not divisible by the block)")
         results.append(
@@ -357,6 +252,7 @@ def quantize(
                 requantized=requantizing,
                 fallback_tensors=fallbacks,
                 notes=notes,
+                quant=quant,
             )
         )
     return results

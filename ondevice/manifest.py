@@ -31,6 +31,48 @@ class Shard:
 
 
 @dataclass
+class ImatrixRecord:
+    """The importance matrix a file was quantized with: which file (its sha256) and what it was
+    collected over."""
+
+    sha256: str
+    datasets: list[str]
+    chunk_count: int
+    chunk_size: int
+    entries: int  # weights it has statistics for
+
+
+@dataclass
+class TensorType:
+    """One `--tensor-type PATTERN=TYPE`: tensors whose name the regex finds get the ggml type."""
+
+    pattern: str
+    type: str  # a ggml type name, upper case: Q8_0, Q6_K, F16
+
+
+@dataclass
+class QuantOverrides:
+    """Tensor types chosen by hand over the level's own mixture (llama-quantize's flags)."""
+
+    tensor_types: list[TensorType] = field(default_factory=list)
+    output_tensor_type: str | None = None
+    token_embedding_type: str | None = None
+
+    @property
+    def empty(self) -> bool:
+        return not (self.tensor_types or self.output_tensor_type or self.token_embedding_type)
+
+    def describe(self) -> str:
+        """One line: "ffn_down=Q8_0, output=Q8_0, token_embd=Q6_K"."""
+        parts = [f"{t.pattern}={t.type}" for t in self.tensor_types]
+        if self.output_tensor_type:
+            parts.append(f"output={self.output_tensor_type}")
+        if self.token_embedding_type:
+            parts.append(f"token_embd={self.token_embedding_type}")
+        return ", ".join(parts)
+
+
+@dataclass
 class Manifest:
     """What the store knows about one GGUF file. Written next to it as QUANT.json."""
 
@@ -51,6 +93,8 @@ class Manifest:
     created: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
     shards: list[Shard] = field(default_factory=list)  # empty, or every file of a split model in order
+    imatrix: ImatrixRecord | None = None  # quantized with an importance matrix (older manifests: none)
+    overrides: QuantOverrides | None = None  # tensor types chosen by hand (older manifests: none)
 
     @property
     def ref(self) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from .refs import ResolvedModel
@@ -35,6 +36,10 @@ def model_info(model: ResolvedModel) -> dict[str, Any]:
             sha256=model.manifest.sha256,
             added=model.manifest.created,
         )
+        if model.manifest.imatrix is not None:
+            info["imatrix"] = dataclasses.asdict(model.manifest.imatrix)
+        if model.manifest.overrides is not None:
+            info["overrides"] = dataclasses.asdict(model.manifest.overrides)
     return info
 
 

@@ -17,6 +17,7 @@ from .gguf_summary import GGUFSummary
 from .kinds import Kind, decide_kind
 from .manifest import Manifest, describe
 from .progress import ProgressFn
+from .quant_names import file_quant_name
 from .store import Store, StoreEntry
 
 log = logging.getLogger("ondevice.refs")
@@ -38,7 +39,7 @@ class ResolvedModel:
     def quant(self) -> str:
         if self.manifest is not None:
             return self.manifest.quant
-        return self.summary.file_type_name or "unknown"
+        return file_quant_name(self.summary.file_type_name or "unknown", self.summary.metadata)
 
 
 def pull_bundled(name: str, store: Store, progress: ProgressFn | None = None) -> Manifest:

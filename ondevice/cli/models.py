@@ -10,9 +10,10 @@ import click
 
 from .. import bundled
 from ..errors import OndeviceError
-from ..manifest import check_name, describe, sha256_file
+from ..manifest import QuantOverrides, check_name, describe, sha256_file
 from ..model_info import entry_row, model_info
 from ..planning.plan import plan_load
+from ..records import from_dict
 from ..refs import bundled_preview, in_store, pull_bundled, resolve
 from ..store import Store
 from ..units import format_bytes
@@ -143,9 +144,23 @@ def _print_info(data: dict[str, Any]) -> None:
         + ("fits" if memory["fits"] else "does NOT fit")
         + f": {memory['check']}"
     )
+    if "imatrix" in shown:
+        shown["imatrix"] = _describe_imatrix(shown["imatrix"])
+    if "overrides" in shown:
+        shown["overrides"] = from_dict(QuantOverrides, shown["overrides"]).describe()
     for key, value in shown.items():
         table.add_row(key.replace("_", " "), str(value))
     stdout_console().print(table)
+
+
+def _describe_imatrix(record: dict[str, Any]) -> str:
+    """One line: which matrix (its sha256) and what it was collected over."""
+    datasets = ", ".join(record["datasets"]) or "unnamed text"
+    count = record["chunk_count"]
+    chunks = f"{count} chunk{'' if count == 1 else 's'}" + (
+        f" of {record['chunk_size']} tokens" if record["chunk_size"] else ""
+    )
+    return f"sha256 {record['sha256'][:16]}…, {record['entries']} weights, {chunks} of {datasets}"
 
 
 def memory_estimate(model) -> dict:

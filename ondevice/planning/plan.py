@@ -10,6 +10,7 @@ from typing import Any
 
 from ..gguf_split import read_gguf_model
 from ..gguf_summary import GGUFSummary
+from ..quant_names import made_with_imatrix
 from ..refs import ResolvedModel
 from ..runtime.protocol import LoadOptions
 from ..store import StoreEntry
@@ -53,8 +54,13 @@ class LoadPlan:
 
     def best_fit(self, entries: list[StoreEntry]) -> StoreEntry:
         """Of one model's files, the one with the most bits per weight that fits in memory now (the
-        smallest when none does: its pre-flight then says by how much), as Ollama's default tag."""
-        ranked = sorted(entries, key=lambda e: e.manifest.bits_per_weight, reverse=True)
+        smallest when none does: its pre-flight then says by how much), as Ollama's default tag. Of
+        two files of one size (LEVEL and LEVEL-imat), the one made with an importance matrix."""
+        ranked = sorted(
+            entries,
+            key=lambda e: (e.manifest.bits_per_weight, made_with_imatrix(e.manifest.quant)),
+            reverse=True,
+        )
         for entry in ranked:
             if self.check(read_gguf_model(entry.path)).fits:
                 return entry

@@ -22,6 +22,31 @@ def split_gguf(path: Path, out_dir: Path, shards: int, stem: str | None = None) 
     writer = gguf.GGUFWriter(
         out_dir / f"{stem or path.stem}.gguf", arch.contents(), split_max_tensors=per_shard
     )
+    _copy(reader, writer)
+    written = writer.format_shard_names(writer.path)
+    _write(writer)
+    assert len(written) == shards, f"the writer made {len(written)} shards, not {shards}"
+    return written
+
+
+def untie_output(path: Path, out: Path) -> Path:
+    """A copy of `path`, a model whose output layer is its token embeddings, with an `output.weight`
+    of its own (the embeddings' values): llama.cpp then loads that tensor as the output layer."""
+    reader = gguf.GGUFReader(path)
+    arch = reader.get_field(gguf.Keys.General.ARCHITECTURE)
+    assert arch is not None, f"{path} names no architecture"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    writer = gguf.GGUFWriter(out, arch.contents())
+    _copy(reader, writer)
+    (embeddings,) = [t for t in reader.tensors if t.name == "token_embd.weight"]
+    writer.add_tensor(
+        "output.weight", embeddings.data, raw_shape=embeddings.data.shape, raw_dtype=embeddings.tensor_type
+    )
+    _write(writer)
+    return out
+
+
+def _copy(reader: gguf.GGUFReader, writer: gguf.GGUFWriter) -> None:
     for name, field in reader.fields.items():
         if name.startswith("GGUF.") or name == gguf.Keys.General.ARCHITECTURE:
             continue  # the header's own fields, and the architecture the writer adds itself
@@ -30,10 +55,10 @@ def split_gguf(path: Path, out_dir: Path, shards: int, stem: str | None = None) 
         writer.add_key_value(name, field.contents(), vtype, sub_type=sub_type)
     for tensor in reader.tensors:
         writer.add_tensor(tensor.name, tensor.data, raw_shape=tensor.data.shape, raw_dtype=tensor.tensor_type)
-    written = writer.format_shard_names(writer.path)
+
+
+def _write(writer: gguf.GGUFWriter) -> None:
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
-    assert len(written) == shards, f"the writer made {len(written)} shards, not {shards}"
-    return written

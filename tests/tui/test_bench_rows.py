@@ -71,3 +71,26 @@ def test_table_cells_stay_narrow_a_long_name_cut_in_the_middle():
     assert [c["model"] for c in cells] == ["smollm…truct (ref)"] + ["smollm2-1…instruct"] * 3
     assert all(len(c["model"]) <= 18 for c in cells)
     assert cells[1]["KLD"] == "0.0011±0.0000" and cells[1]["tg t/s"] == "48.9±1.2"
+
+
+def test_a_file_made_with_an_importance_matrix_has_its_own_row_and_point_beside_the_plain_one():
+    from dataclasses import replace
+
+    from ondevice.measure.stats import Estimate
+    from ondevice.tui.bench_rows import kld_points, point_labels
+    from tests.support.runs import record
+
+    run = saved_eval()
+    plain = next(q for q in run.quality if q.model.quant == "Q4_K_M")
+    imat = record("smollm2-135m-instruct:Q4_K_M-imat", "Q4_K_M-imat", 105.4, 6.17)
+    run.quality.append(replace(plain, model=imat, kld=Estimate(plain.kld.value / 2, 0.001)))
+    rows = Shown().with_run(run).rows()
+    quants = [r.quant for r in rows]
+    at = quants.index("Q4_K_M")
+    assert quants[at + 1] == "Q4_K_M-imat"  # side by side: nearly the same size
+    assert [table_cells(r)["quant"] for r in rows[at : at + 2]] == ["Q4_K_M", "Q4_K_M-imat"]
+    names = {table_cells(r)["model"] for r in rows[at : at + 2]}
+    assert len(names) == 1 and "imat" not in names.pop()  # one model; the level column tells them apart
+    assert point_labels(rows)[at : at + 2] == ["Q4_K_M", "Q4_K_M-imat"]
+    points = {label: kld for label, _, kld in kld_points(rows)}
+    assert points["Q4_K_M-imat"] == plain.kld.value / 2 and points["Q4_K_M"] == plain.kld.value
