@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import csv
 import io
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from ..quant_names import QuantTag, base_level, quant_tags
 from ..units import format_bytes, format_params
 
 if TYPE_CHECKING:
     from .results import BenchResult, BenchRun, EvalRun, ModelRecord
     from .stats import Estimate
+
+T = TypeVar("T")
 
 
 def bench_rows(run: BenchRun) -> list[dict[str, Any]]:
@@ -149,6 +153,8 @@ def eval_markdown(run: EvalRun) -> str:
     parts = []
     if run.quality:
         parts.append(quality_markdown(run))
+        if gain := matrix_gain_markdown(run):
+            parts.append(gain)
     if run.follow:
         parts.append(follow_markdown(run))
     parts.append(comparison_markdown(run))
@@ -166,7 +172,7 @@ def quality_markdown(run: EvalRun) -> str:
     rows = []
     if run.reference is not None and run.reference_ppl is not None:
         rows.append([f"{run.reference.name} (reference)", est(run.reference_ppl, 4)] + ["-"] * 8)
-    for q in run.quality:
+    for q in side_by_side(run.quality, lambda q: q.model):
         rows.append(
             [
                 q.model.name,
@@ -191,6 +197,56 @@ def quality_markdown(run: EvalRun) -> str:
         right=list(range(1, 10)),
     )
     return f"{title}\n\n{table}"
+
+
+def matrix_key(record: ModelRecord) -> tuple[object, ...]:
+    """What a file made with an importance matrix shares with the plain file of its level: the same
+    weights (architecture, parameters), the same level and the same hand-chosen tensor types."""
+    tags = quant_tags(record.quant)
+    return (record.architecture, record.parameter_count, base_level(record.quant), QuantTag.CUSTOM in tags)
+
+
+def side_by_side(items: list[T], record_of: Callable[[T], ModelRecord]) -> list[T]:
+    """`items` in their order, except that a level's plain and importance-matrix files come together
+    (where the first of them was)."""
+    groups: dict[tuple[object, ...], int] = {}
+    return sorted(items, key=lambda item: groups.setdefault(matrix_key(record_of(item)), len(groups)))
+
+
+def matrix_gain_markdown(run: EvalRun) -> str:
+    """Each level measured both plain and with an importance matrix, side by side: what the matrix
+    bought in KLD (the ratio, below 1 when it helped) and in same-top; empty when there is no pair."""
+    plain = {matrix_key(q.model): q for q in run.quality if QuantTag.IMATRIX not in quant_tags(q.model.quant)}
+    rows = []
+    for q in run.quality:
+        other = plain.get(matrix_key(q.model))
+        if QuantTag.IMATRIX not in quant_tags(q.model.quant) or other is None:
+            continue
+        if q.kld is None or other.kld is None:
+            continue
+        rows.append(
+            [
+                base_level(q.model.quant),
+                format_bytes(other.model.file_size_bytes),
+                f"{other.kld.value:.5f}",
+                f"{q.kld.value:.5f}",
+                f"{q.kld.value / other.kld.value:.3f}" if other.kld.value > 0 else "-",
+                _pct(other.same_top.value) if other.same_top else "-",
+                _pct(q.same_top.value) if q.same_top else "-",
+            ]
+        )
+    if not rows:
+        return ""
+    head = [
+        "level",
+        "size",
+        "KLD plain",
+        "KLD imatrix",
+        "imatrix / plain",
+        "same top plain",
+        "same top imatrix",
+    ]
+    return "What the importance matrix bought\n\n" + markdown_table(head, rows, right=list(range(1, 7)))
 
 
 def follow_markdown(run: EvalRun) -> str:
@@ -252,9 +308,12 @@ def comparison_markdown(run: EvalRun) -> str:
     if run.follow:
         columns.append("follow")
     present = [c for c in columns if any(c in r for r in models.values())]
+    records = {m.path: m for m in [*(s.model for s in run.speed), *(q.model for q in run.quality)]}
+    records.update({f.model.path: f.model for f in run.follow})
+    order = side_by_side(list(models), lambda path: records[path])
     table = markdown_table(
         present,
-        [[r.get(c, "-") for c in present] for r in models.values()],
+        [[models[path].get(c, "-") for c in present] for path in order],
         right=[i for i, c in enumerate(present) if c not in ("model", "kind", "quant")],
     )
     note = " (follow: strict / loose, prompt level)" if run.follow else ""
