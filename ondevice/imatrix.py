@@ -29,6 +29,7 @@ from .store import IMATRIX_SUFFIX, Store
 
 DEFAULT_CTX = 512  # llama-imatrix's chunk size
 MIN_CTX = 16  # llama.cpp skips matrix multiplications of fewer rows
+CONTEXT_STEP = 256
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,11 @@ def run_imatrix(
         raise ImatrixError("the calibration text is empty")
     model = ref if isinstance(ref, ResolvedModel) else resolve(ref, store or Store())
     task = f"imatrix {model.display_name}"
-    load = replace(options or LoadOptions(), n_ctx=n_ctx, n_batch=n_ctx, n_ubatch=None, collect_imatrix=True)
+    # One decode per chunk; llama.cpp rounds a context up to a multiple of 256, so that is asked for.
+    context = -(-n_ctx // CONTEXT_STEP) * CONTEXT_STEP
+    load = replace(
+        options or LoadOptions(), n_ctx=context, n_batch=n_ctx, n_ubatch=None, collect_imatrix=True
+    )
     with open_model(model, load) as worker:
         tokens = worker.tokenize(text, add_special=True)
         if len(tokens) < n_ctx:

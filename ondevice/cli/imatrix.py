@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
 import click
@@ -9,6 +10,7 @@ import click
 from ..calibration_text import load_calibration_text
 from ..imatrix import DEFAULT_CTX, MIN_CTX, run_imatrix
 from ..imatrix_file import write_imatrix
+from ..measure.results import ModelRecord
 from .common import note
 from .options import INT32_MAX, LoadFlags, load_options
 from .output import Output, output_options
@@ -92,15 +94,15 @@ def imatrix(
 
     out.emit(
         {
-            "model": model.display_name,
-            "output": str(path),
+            "model": asdict(ModelRecord.of(model)),
+            "path": str(path),
             "dataset": dataset,
             "entries": len(matrix.entries),
-            "chunks": matrix.chunk_count,
-            "chunk_size": matrix.chunk_size,
+            "n_chunks": matrix.chunk_count,
+            "n_ctx": matrix.chunk_size,
             "tokens": run.tokens,
             "seconds": round(run.seconds, 3),
-            "tokens_per_second": round(run.tokens_per_second, 1),
+            "tps": round(run.tokens_per_second, 1),
         },
         report,
     )

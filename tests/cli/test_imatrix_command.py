@@ -10,6 +10,7 @@ import pytest
 from ondevice.calibration_text import stdlib_docstrings
 from ondevice.imatrix_file import check_for_model, read_imatrix
 from tests.support.cli import invoke, one_error_line
+from tests.support.readme import json_fields
 
 pytestmark = pytest.mark.models
 
@@ -22,10 +23,12 @@ def test_imatrix_writes_llama_cpps_file_and_reports_it(smol_f16, tmp_path):
     args = ["imatrix", str(smol_f16.path), "-f", str(text), "--chunks", "2", "-c", "32", "-o", str(out)]
     result = invoke(*args, "--threads", "1", "--json")
     assert result.exit_code == 0, result.output
+    assert "rounds up" not in result.output  # a chunk of 32 loads a context of 256 without a warning
     data = json.loads(result.stdout)
-    assert data["output"] == str(out) and data["dataset"] == "calibration.txt"
-    assert (data["entries"], data["chunks"], data["chunk_size"], data["tokens"]) == (210, 2, 32, 64)
-    assert data["tokens_per_second"] > 0
+    assert sorted(data) == sorted(json_fields("imatrix"))  # the README lists exactly these
+    assert data["path"] == str(out) and data["dataset"] == "calibration.txt"
+    assert (data["entries"], data["n_chunks"], data["n_ctx"], data["tokens"]) == (210, 2, 32, 64)
+    assert data["tps"] > 0 and data["model"]["quant"] == "F16" and data["model"]["path"] == str(smol_f16.path)
     matrix = read_imatrix(out)
     assert matrix.datasets == ("calibration.txt",) and matrix.chunk_count == 2
     weights = {t.name: [int(n) for n in t.shape] for t in gguf.GGUFReader(smol_f16.path).tensors}
