@@ -16,6 +16,7 @@ from ondevice.runtime import extra_bufts
 from ondevice.runtime.faults import FAULT_ENV
 from ondevice.runtime.protocol import LoadOptions
 from ondevice.store import Store
+from tests.support.tiny_moe import N_EMBD, N_EXPERT, N_EXPERT_USED, N_FF, N_LAYERS, write_tiny_moe
 
 pytestmark = pytest.mark.models
 
@@ -143,6 +144,26 @@ def test_the_store_caches_the_matrix_beside_its_source(smol_f16, tmp_path):
             (copy / "models" / name / f.name).hardlink_to(f)
     store_copy.remove(name, "F16")
     assert not (copy / "models" / name).exists()
+
+
+def test_expert_weights_get_one_row_of_sums_and_one_count_per_expert(smol, tmp_path):
+    """A tiny Mixtral-style model: its MUL_MAT_ID inputs are summed per expert, fed only by the tokens
+    routed there. Each token reaches N_EXPERT_USED experts, and the router saw each token once: the
+    experts' sums add up to N_EXPERT_USED times the router's."""
+    model = write_tiny_moe(tmp_path / "moe.gguf", smol.path)
+    matrix = compute_imatrix(str(model), stdlib_docstrings()[:8000], 2, 64, options=ONE_THREAD)
+    weights = {t.name: [int(n) for n in t.shape] for t in gguf.GGUFReader(model).tensors}
+    check_for_model(matrix, weights, "tiny moe")
+    for i in range(N_LAYERS):
+        gate, up, down = (matrix.entries[f"blk.{i}.ffn_{k}_exps.weight"] for k in ("gate", "up", "down"))
+        router = matrix.entries[f"blk.{i}.ffn_gate_inp.weight"]
+        assert gate.sums.shape == (N_EXPERT, N_EMBD) and down.sums.shape == (N_EXPERT, N_FF)
+        assert gate.counts.sum() == 2 * 64 * N_EXPERT_USED and (gate.counts > 0).sum() >= 2
+        np.testing.assert_array_equal(gate.counts, down.counts)
+        np.testing.assert_array_equal(gate.sums, up.sums)
+        np.testing.assert_allclose(gate.sums.sum(axis=0), N_EXPERT_USED * router.sums[0], rtol=1e-4)
+    back = read_imatrix(write_imatrix(matrix, tmp_path / "moe.imatrix.gguf"))
+    np.testing.assert_array_equal(back.entries["blk.1.ffn_down_exps.weight"].counts, down.counts)
 
 
 @pytest.mark.parametrize(
