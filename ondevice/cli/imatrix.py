@@ -75,6 +75,8 @@ def imatrix(
     `ondevice eval`'s default (pydoc topics), so an eval does not measure on what the matrix was tuned
     on. Give your own with --text FILE.
     """
+    if not output.parent.is_dir():  # found out now, not after the whole computation
+        raise click.BadParameter(f"the folder {output.parent} does not exist", param_hint="'-o' / '--output'")
     text, dataset = load_calibration_text(text_path)
     plan = load.plan(n_ctx=n_ctx)
     model = resolve_with_progress(ref, verified=True, plan=plan)

@@ -44,13 +44,15 @@ def test_imatrix_writes_llama_cpps_file_and_reports_it(smol_f16, tmp_path):
         (lambda model, text: [model, "-f", text + ".missing"], ["cannot read the text"]),
         (lambda model, text: [model, "-f", text, "-c", "4096"], ["shorter than one chunk of 4096"]),
         (lambda model, text: [model, "-c", "8"], ["8 is not in the range"]),
+        (lambda model, text: [model, "-o", text + ".d/m.gguf"], ["short.txt.d does not exist"]),
     ],
 )
 def test_mistakes_are_one_line_and_write_nothing(smol_f16, tmp_path, make_args, fragments):
     text = tmp_path / "short.txt"
     text.write_text("Only a few words here, far from a chunk.", encoding="utf-8")
     out = tmp_path / "m.gguf"
-    result = invoke("imatrix", *make_args(str(smol_f16.path), str(text)), "-o", str(out), "--threads", "1")
+    # A later -o (the missing folder's case) wins over this one.
+    result = invoke("imatrix", "-o", str(out), "--threads", "1", *make_args(str(smol_f16.path), str(text)))
     one_error_line(result, *fragments)
     assert not out.exists() and not list(tmp_path.glob(".*partial"))
 
