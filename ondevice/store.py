@@ -4,6 +4,8 @@ Layout: models/NAME/QUANT.gguf and models/NAME/QUANT.json. A reference NAME:QUAN
 A model split in shards (llama.cpp's gguf-split) keeps them together: QUANT-00001-of-0000N.gguf ...
 beside one QUANT.json, whose `file` names the first shard (the one llama.cpp opens) and whose `shards`
 lists every shard with its size and sha256; they are verified and removed together.
+Importance matrices computed from a file are cached beside it as QUANT.KEY.imatrix (ondevice.imatrix):
+not entries of their own, and removed with their source.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
+import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +25,8 @@ from .gguf_file import read_gguf
 from .gguf_split import SPLIT_NAME, combine_shards, split_name
 from .gguf_summary import GGUFSummary
 from .manifest import STORE_NAME, Manifest, check_name, sha256_file
+
+IMATRIX_SUFFIX = ".imatrix"
 
 
 @dataclass(frozen=True)
@@ -286,7 +291,11 @@ class Store:
         removed = []
         with self.lock(name, wait=False):
             for stem in stems:
-                files = [*_model_files(directory, stem), directory / f"{stem}.json"]
+                files = [
+                    *_model_files(directory, stem),
+                    directory / f"{stem}.json",
+                    *_imatrix_caches(directory, stem),
+                ]
                 files = [p for p in files if p.is_symlink() or p.exists()]
                 for path in files:
                     path.unlink()  # a link is removed, never what it points to
@@ -334,3 +343,9 @@ def _model_files(directory: Path, quant: str) -> list[Path]:
             and STORE_NAME.match(p.stem)
         )
     return [p for p in found if p.is_symlink() or p.exists()]
+
+
+def _imatrix_caches(directory: Path, quant: str) -> list[Path]:
+    """The importance matrices cached from entry `quant`: QUANT.KEY.imatrix, KEY 32 hex digits."""
+    pattern = re.compile(rf"^{re.escape(quant)}\.[0-9a-f]{{32}}{re.escape(IMATRIX_SUFFIX)}$")
+    return sorted(p for p in directory.iterdir() if pattern.match(p.name)) if directory.is_dir() else []

@@ -33,6 +33,17 @@ def bundled_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def smol_f16(smol: ResolvedModel, tmp_path_factory: pytest.TempPathFactory) -> ResolvedModel:
+    """SmolLM2 dequantized to F16 from the bundled Q4_1 (`ondevice convert FILE.gguf`), in a store of
+    its own: the source an importance matrix and a quantization ladder start from."""
+    from ondevice.converters.dequantize import convert_gguf
+
+    store = Store(tmp_path_factory.mktemp("f16-home"))
+    result = convert_gguf(str(smol.path), "f16", name="smol", store=store)
+    return resolve(result.ref, store)
+
+
 @pytest.fixture
 def models_home(bundled_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Point ONDEVICE_HOME at the shared store with the bundled models."""

@@ -10,7 +10,21 @@ import click
 
 from ..errors import OndeviceError
 from ..terminal_text import visible_controls
-from . import bench, chat, compare, convert, doctor, eval, models, profiles, quantize, run, runs, serve
+from . import (
+    bench,
+    chat,
+    compare,
+    convert,
+    doctor,
+    eval,
+    imatrix,
+    models,
+    profiles,
+    quantize,
+    run,
+    runs,
+    serve,
+)
 from .common import note
 
 DEBUG_ENV = "ONDEVICE_DEBUG"
@@ -77,6 +91,7 @@ cli.add_command(bench.bench)
 cli.add_command(eval.eval_)
 cli.add_command(convert.convert)
 cli.add_command(quantize.quantize)
+cli.add_command(imatrix.imatrix)
 cli.add_command(profiles.profiles)
 cli.add_command(doctor.doctor)
 cli.add_command(runs.runs)

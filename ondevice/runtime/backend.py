@@ -12,6 +12,7 @@ from .protocol import (
     BenchTiming,
     Finished,
     GenerateRequest,
+    ImatrixRequest,
     ModelFacts,
     PromptReady,
     ScoreRequest,
@@ -19,6 +20,7 @@ from .protocol import (
 )
 
 if TYPE_CHECKING:
+    from ..imatrix_file import ImatrixEntry
     from .logprobs import ChunkScores
 
 Event = PromptReady | TokenEvent | Finished
@@ -70,6 +72,11 @@ class Backend(ABC):
     def score(self, request: ScoreRequest) -> ChunkScores:
         """Evaluate one chunk of tokens and return its per-position scores (see ScoreRequest)."""
         raise WorkerError(f"{type(self).__name__} cannot score")
+
+    def imatrix(self, request: ImatrixRequest) -> dict[str, ImatrixEntry]:
+        """One chunk's importance-matrix sums (see ImatrixRequest; the model must be loaded with
+        `LoadOptions.collect_imatrix`)."""
+        raise WorkerError(f"{type(self).__name__} cannot collect an importance matrix")
 
     def generate(self, request: GenerateRequest) -> Finished:
         """Run a request to the end and return its Finished event."""

@@ -19,7 +19,7 @@ import llama_cpp
 
 from ..errors import PromptError, WorkerError
 from ..prompting import PromptMode, render
-from . import llama_measure
+from . import llama_imatrix, llama_measure
 from .faults import injected_fault
 from .llama_log import capture_log, last_log_error, logged_buffer_sizes
 from .llama_params import context_params, default_threads, limit_note, model_params
@@ -32,6 +32,7 @@ from .protocol import (
     GenerateRequest,
     GenerationParams,
     GenerationStats,
+    ImatrixRequest,
     LoadOptions,
     ModelFacts,
     PromptReady,
@@ -42,6 +43,7 @@ from .protocol import (
 from .stops import StopScanner
 
 if TYPE_CHECKING:
+    from ..imatrix_file import ImatrixEntry
     from .logprobs import ChunkScores
 
 
@@ -54,6 +56,8 @@ class LlamaSession:
         started = time.perf_counter()
         self.extra_bufts = options.extra_bufts is not ExtraBufts.OFF
         self._fault = injected_fault(self.extra_bufts)
+        # Before the model loads: a build whose tensors this cannot read is refused at once.
+        self.collector = llama_imatrix.ImatrixCollector() if options.collect_imatrix else None
         self.model = llama_cpp.llama_model_load_from_file(
             path.encode(), model_params(options, self.extra_bufts)
         )
@@ -61,6 +65,8 @@ class LlamaSession:
             raise WorkerError(f"llama.cpp could not load {path}: {last_log_error()}{limit_note(options)}")
         threads = options.n_threads or default_threads()
         cparams = context_params(options, threads)
+        if self.collector is not None:
+            cparams.cb_eval = self.collector.callback
         self.ctx = llama_cpp.llama_init_from_model(self.model, cparams)
         if not self.ctx:
             llama_cpp.llama_model_free(self.model)
@@ -282,3 +288,7 @@ class LlamaSession:
     def score(self, request: ScoreRequest) -> ChunkScores:
         """Evaluate one chunk and score its positions first .. len-2 (see ScoreRequest)."""
         return llama_measure.score(self, request)
+
+    def imatrix(self, request: ImatrixRequest) -> dict[str, ImatrixEntry]:
+        """One chunk's importance-matrix sums (see ImatrixRequest)."""
+        return llama_imatrix.collect(self, request)

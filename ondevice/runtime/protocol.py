@@ -45,6 +45,9 @@ class LoadOptions:
     # The worker's data-segment limit (Linux RLIMIT_DATA: heap and anonymous memory, not the mapped
     # model file): llama.cpp's own allocations past it fail cleanly instead of eating the machine.
     memory_limit_bytes: int | None = None
+    # An eval callback on the context gathers an importance matrix during ImatrixRequests (it costs a
+    # little on every decode, so only workers opened for `ondevice imatrix` carry it).
+    collect_imatrix: bool = False
 
 
 @dataclass(frozen=True)
@@ -252,3 +255,12 @@ class ScoreRequest(Ask["ChunkScores"]):
     compare_path: str | None = None
     reference_nll: tuple[float, ...] = ()  # the reference's exact -log p(next) for these rows
     reference_top: tuple[int, ...] = ()  # the reference's most likely token for these rows
+
+
+@dataclass(frozen=True)
+class ImatrixRequest(Ask["dict[str, ImatrixEntry]"]):
+    """Evaluate one chunk of tokens in a worker loaded with `collect_imatrix` and return, for each
+    `blk.*` weight, the per-column sums of the squared activations that entered it and the rows
+    counted (llama.cpp's imatrix tool). The parent adds the chunks up."""
+
+    tokens: tuple[int, ...]

@@ -24,6 +24,7 @@ from .protocol import (
     Failed,
     FailureKind,
     GenerateRequest,
+    ImatrixRequest,
     LoadOptions,
     Reply,
     ResetRequest,
@@ -106,6 +107,7 @@ def _handlers(session: LlamaSession) -> dict[type, Callable[[Any], object]]:
         ResetRequest: lambda m: session.reset(),
         BenchRequest: session.bench,
         ScoreRequest: session.score,
+        ImatrixRequest: session.imatrix,
     }
 
 

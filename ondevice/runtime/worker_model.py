@@ -34,6 +34,7 @@ from .protocol import (
     FailureKind,
     Finished,
     GenerateRequest,
+    ImatrixRequest,
     LoadOptions,
     ModelFacts,
     PromptReady,
@@ -47,6 +48,7 @@ from .protocol import (
 )
 
 if TYPE_CHECKING:
+    from ..imatrix_file import ImatrixEntry
     from .logprobs import ChunkScores
 
 _BUILD_PATH = re.compile(r"\S*/vendor/llama\.cpp/")
@@ -293,6 +295,11 @@ class WorkerModel(Backend):
     def score(self, request: ScoreRequest) -> ChunkScores:
         """Evaluate one chunk of tokens and return its per-position scores (see ScoreRequest)."""
         return self._ask(request, "scoring a chunk")
+
+    def imatrix(self, request: ImatrixRequest) -> dict[str, ImatrixEntry]:
+        """One chunk's importance-matrix sums, from a worker loaded with `collect_imatrix` (a worker
+        that dies of the extra-buffer-type crash is replaced and the chunk sent again)."""
+        return self._ask(request, "collecting an importance matrix")
 
     def rss_bytes(self) -> int:
         """The worker's resident memory now (0 once it has gone)."""
