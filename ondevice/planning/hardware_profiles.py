@@ -24,11 +24,11 @@ LLAMA_CPP_VERSION = "0.3.36"
 LOW_MEMORY_BYTES = 6 << 30  # below this much RAM a machine gets the low-memory profile
 KV_CACHE_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "iq4_nl")
 CUDA_REBUILD = (
-    f'CMAKE_ARGS="-DGGML_CUDA=on" pip install --force-reinstall --no-cache-dir '
+    f'CMAKE_ARGS="-DGGML_CUDA=on -DGGML_RPC=on" pip install --force-reinstall --no-cache-dir '
     f"llama-cpp-python=={LLAMA_CPP_VERSION}  (needs the CUDA toolkit: nvcc on PATH)"
 )
 METAL_REBUILD = (
-    f'CMAKE_ARGS="-DGGML_METAL=on" pip install --force-reinstall --no-cache-dir '
+    f'CMAKE_ARGS="-DGGML_METAL=on -DGGML_RPC=on" pip install --force-reinstall --no-cache-dir '
     f"llama-cpp-python=={LLAMA_CPP_VERSION}  (needs the Xcode command line tools)"
 )
 # The profile fields that become LoadOptions (memory_headroom is the pre-flight's).
