@@ -10,7 +10,21 @@ import click
 
 from ..errors import OndeviceError
 from ..terminal_text import visible_controls
-from . import bench, chat, compare, convert, doctor, eval, models, profiles, quantize, run, runs, serve
+from . import (
+    bench,
+    chat,
+    compare,
+    convert,
+    doctor,
+    eval,
+    models,
+    profiles,
+    quantize,
+    rpc_server,
+    run,
+    runs,
+    serve,
+)
 from .common import note
 
 DEBUG_ENV = "ONDEVICE_DEBUG"
@@ -81,6 +95,7 @@ cli.add_command(profiles.profiles)
 cli.add_command(doctor.doctor)
 cli.add_command(runs.runs)
 cli.add_command(serve.serve)
+cli.add_command(rpc_server.rpc_server)
 
 
 def _terminate(signum: int, frame: object) -> None:
