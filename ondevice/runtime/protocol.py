@@ -45,6 +45,11 @@ class LoadOptions:
     # The worker's data-segment limit (Linux RLIMIT_DATA: heap and anonymous memory, not the mapped
     # model file): llama.cpp's own allocations past it fail cleanly instead of eating the machine.
     memory_limit_bytes: int | None = None
+    # llama.cpp RPC servers ("HOST:PORT") whose devices take layers (n_gpu_layers) next to this machine's.
+    rpc_servers: tuple[str, ...] = ()
+    # Share of the offloaded layers per device, in llama.cpp's device order (RPC servers in the order
+    # given); empty: in proportion to each device's free memory, as llama.cpp decides.
+    tensor_split: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,30 @@ class GenerateRequest:
 
 
 @dataclass(frozen=True)
+class DeviceShare:
+    """What llama.cpp put on one device (from its load log): "CPU", or "RPC0" and the like."""
+
+    device: str
+    description: str  # an RPC device's endpoint, or the CPU's name
+    model_bytes: int
+    kv_cache_bytes: int
+    compute_bytes: int
+
+    @property
+    def total_bytes(self) -> int:
+        return self.model_bytes + self.kv_cache_bytes + self.compute_bytes
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "device": self.device,
+            "description": self.description,
+            "model_bytes": self.model_bytes,
+            "kv_cache_bytes": self.kv_cache_bytes,
+            "compute_bytes": self.compute_bytes,
+        }
+
+
+@dataclass(frozen=True)
 class ModelFacts:
     """What the worker learned while loading."""
 
@@ -97,6 +126,8 @@ class ModelFacts:
     pid: int
     extra_bufts: bool = True  # whether llama.cpp's extra CPU buffer types were on for this load
     gpu_offload: bool = False  # whether this llama.cpp build can offload layers to a GPU at all
+    split: tuple[DeviceShare, ...] = ()  # per device, when layers went beyond this machine's CPU
+    layers_offloaded: int = 0  # llama.cpp's "offloaded N/M layers": N (repeating layers and output)
 
 
 @dataclass(frozen=True)

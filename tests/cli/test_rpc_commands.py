@@ -1,0 +1,54 @@
+"""`--rpc` on the commands: what a user sees, with real RPC servers and fake ones on loopback."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.support.cli import invoke, one_error_line
+from tests.support.models import GEMMA, SMOL
+from tests.support.rpc import Misbehaviour, endpoints, fake_server, free_port, rpc_servers
+
+
+@pytest.mark.models
+def test_every_wrong_endpoint_is_one_line_before_loading(models_home):
+    args = ["run", SMOL, "Hi", "-n", "4"]
+    port = free_port()
+    one_error_line(invoke(*args, "--rpc", f"127.0.0.1:{port}"), f"nothing listens at 127.0.0.1:{port}")
+    with fake_server(Misbehaviour.HTTP) as http:
+        one_error_line(invoke(*args, "--rpc", f"127.0.0.1:{http}"), "is not an RPC server")
+    with fake_server(Misbehaviour.WRONG_VERSION) as old:
+        one_error_line(invoke(*args, "--rpc", f"127.0.0.1:{old}"), "speaks protocol v6.0.0")
+    one_error_line(invoke(*args, "--rpc", "127.0.0.1"), "HOST:PORT")
+    one_error_line(invoke(*args, "--tensor-split", "1,x"), "not a list of numbers")
+
+
+@pytest.mark.models
+def test_run_over_two_servers_prints_the_local_text_and_shows_the_split(models_home):
+    args = ["run", GEMMA, "The sky is blue because", "--temperature", "0", "-n", "16", "--extra-bufts", "off"]
+    local = invoke(*args, "--json")
+    assert local.exit_code == 0, local.output
+    with rpc_servers(2) as servers:
+        split = invoke(*args, "--rpc", endpoints(servers), "--json")
+        assert split.exit_code == 0, split.output
+        ours, theirs = json.loads(local.stdout), json.loads(split.stdout)
+        assert theirs["text"] == ours["text"] and ours["split"] == []
+        assert [d["device"] for d in theirs["split"]] == ["CPU", "RPC0", "RPC1"]
+        plan = [line for line in split.stderr.splitlines() if "layers" in line]
+        assert any("RPC0 (127.0.0.1:" in line and "available" in line for line in plan), split.stderr
+
+        shown = invoke(*args, "--rpc", endpoints(servers))
+        assert shown.exit_code == 0 and shown.stdout.strip() == ours["text"].strip()
+        assert "on RPC1 (127.0.0.1:" in shown.stderr
+
+        bench = invoke("bench", SMOL, "-p", "16", "-n", "4", "-r", "1", "--rpc", endpoints(servers))
+        assert bench.exit_code == 0, bench.output
+        assert "CPU,RPC" in bench.stdout and "| RPC1 " in bench.stdout
+
+        # --plain runs one model after the other, so both can use the servers in turn
+        both = invoke(
+            "compare", "--plain", GEMMA, SMOL, "--prompt", "Hi", "-n", "4", "--rpc", endpoints(servers)
+        )
+        assert both.exit_code == 0, both.output
+        assert sum("RPC1 (127.0.0.1:" in line for line in both.stderr.splitlines()) == 2
