@@ -12,6 +12,7 @@ import psutil
 
 from ondevice.runtime.rpc_client import check_server, parse_endpoint
 from tests.support.cli import invoke, one_error_line
+from tests.support.readme import json_fields
 from tests.support.rpc import assert_gone, free_port, rpc_servers
 
 
@@ -42,6 +43,7 @@ def test_rpc_server_prints_its_status_line_serves_and_ends_cleanly_on_ctrl_c(iso
         assert status["endpoint"] == f"127.0.0.1:{port}" and status["threads"] == 1
         assert status["memory_bytes"] == 10**9 and 0 < status["free_bytes"] <= 10**9
         assert status["backend"] == "CPU" and status["protocol"] == "7.0.0"
+        assert sorted(status) == sorted(json_fields("rpc-server"))  # the README lists exactly these
         child = status["pid"]
         assert child in [p.pid for p in psutil.Process(proc.pid).children(recursive=True)]
         served = check_server(parse_endpoint(status["endpoint"]))
