@@ -52,3 +52,22 @@ def test_run_over_two_servers_prints_the_local_text_and_shows_the_split(models_h
         )
         assert both.exit_code == 0, both.output
         assert sum("RPC1 (127.0.0.1:" in line for line in both.stderr.splitlines()) == 2
+
+
+@pytest.mark.parametrize("command", ["run", "chat", "compare", "bench", "eval", "serve"])
+def test_every_loading_command_takes_rpc_and_a_tensor_split(command):
+    shown = invoke(command, "--help").stdout
+    assert "--rpc HOST:PORT[,...]" in shown and "--tensor-split" in shown
+
+
+@pytest.mark.models
+def test_models_info_plans_the_split_without_loading(models_home):
+    with rpc_servers(2, memory="2G") as servers:
+        info = invoke("models", "info", GEMMA, "--rpc", endpoints(servers), "--json")
+        assert info.exit_code == 0, info.output
+        split = json.loads(info.stdout)["rpc_split"]
+        assert [d["device"] for d in split["devices"]] == ["CPU", "RPC0", "RPC1"]
+        assert [d["available_bytes"] for d in split["devices"][1:]] == [2 * 10**9] * 2  # what --mem offers
+        assert split["fits"] and sum(d["layers"] for d in split["devices"]) == 18
+        shown = invoke("models", "info", GEMMA, "--rpc", endpoints(servers))
+        assert "RPC1 (127.0.0.1:" in shown.stdout and "+ output" in shown.stdout
