@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 
+import psutil
 import pytest
 
 from tests.support.cli import invoke, one_error_line
 from tests.support.models import GEMMA, SMOL
-from tests.support.rpc import Misbehaviour, endpoints, fake_server, free_port, rpc_servers
+from tests.support.rpc import Misbehaviour, assert_gone, endpoints, fake_server, free_port, rpc_servers
+
+KILL_BOUND_S = 30  # a dead server ends the command within this long (well under a second here)
 
 
 @pytest.mark.models
@@ -71,3 +78,28 @@ def test_models_info_plans_the_split_without_loading(models_home):
         assert split["fits"] and sum(d["layers"] for d in split["devices"]) == 18
         shown = invoke("models", "info", GEMMA, "--rpc", endpoints(servers))
         assert "RPC1 (127.0.0.1:" in shown.stdout and "+ output" in shown.stdout
+
+
+@pytest.mark.models
+def test_a_server_killed_while_run_streams_ends_it_with_one_error_line(models_home):
+    with rpc_servers(2) as servers:
+        args = ["run", GEMMA, "Once upon a time", "--temperature", "0", "-n", "3000", "--ignore-eos"]
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ondevice", *args, "--rpc", endpoints(servers)],
+            env={**os.environ, "ONDEVICE_HOME": str(models_home)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            assert proc.stdout is not None and proc.stdout.read(20)  # the answer is streaming
+            children = [p.pid for p in psutil.Process(proc.pid).children(recursive=True)]
+            os.kill(servers[0].pid, signal.SIGKILL)
+            code = proc.wait(timeout=KILL_BOUND_S)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert code == 1
+        stderr = proc.stderr.read().decode()  # type: ignore[union-attr]
+        errors = [line for line in stderr.splitlines() if line.startswith("Error:")]
+        assert len(errors) == 1 and f"RPC server {servers[0].config.endpoint} stopped answering" in errors[0]
+        assert_gone(children)
