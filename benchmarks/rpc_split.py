@@ -5,7 +5,9 @@ tests/test-rpc-multi-server.sh) take every layer (`--rpc ... --gpu-layers -1`); 
 this machine's threads. Both are measured alternately, round by round, in one run (llama-bench's
 method: random tokens, KV cache cleared, mmap off), and printed side by side with the ratio and the
 load time. If llama-bench is on PATH, its figure for the same split (`--rpc ... -ngl 99 --repack 0`)
-is printed beside ours (goal: ours >= 0.95x of it).
+is printed beside ours (goal: ours >= 0.95x of it), run with the same client threads and mmap off.
+On a machine other programs keep busy, `--threads 1` is the fair local side: llama.cpp's threads
+spin-wait for each other, and two of them on two shared cores lose most of their time.
 
     python benchmarks/rpc_split.py [--rounds 5] [-p 64] [-n 32] [--threads 2] [REF ...]
 """
@@ -35,13 +37,15 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def llama_bench(path: Path, servers: str, p: int, n: int, rounds: int) -> dict[str, float] | None:
+def llama_bench(
+    path: Path, servers: str, p: int, n: int, rounds: int, threads: int
+) -> dict[str, float] | None:
     """llama-bench's mean tok/s for the same split, if it is on PATH (and built with RPC)."""
     exe = shutil.which("llama-bench")
     if exe is None:
         return None
     args = [exe, "-m", str(path), "--rpc", servers, "-ngl", "99", "-p", str(p), "-n", str(n)]
-    args += ["-r", str(rounds), "-t", "1", "--repack", "0", "-o", "json"]
+    args += ["-r", str(rounds), "-t", str(threads), "--repack", "0", "-lm", "none", "-o", "json"]
     done = subprocess.run(args, capture_output=True, text=True, timeout=1800, check=False)
     if done.returncode != 0:
         print(f"llama-bench failed: {done.stderr.strip().splitlines()[-1:]}")
@@ -72,7 +76,7 @@ def measure(ref: str, rounds: int, p: int, n: int, threads: int) -> None:
                     figures.setdefault((key, test), []).append(tokens / seconds)
         for worker in workers.values():
             worker.close()  # a server serves one client: llama-bench comes after
-        theirs = llama_bench(model.path, ",".join(names), p, n, rounds)
+        theirs = llama_bench(model.path, ",".join(names), p, n, rounds, threads)
     finally:
         for server in servers:
             server.stop()

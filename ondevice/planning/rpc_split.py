@@ -19,12 +19,12 @@ from ..runtime.rpc_client import ServerInfo
 from ..units import format_bytes
 from .hardware import Hardware
 from .preflight import (
+    KV_PAD,
     KV_TYPE_BYTES,
     RUNTIME_BASE_BYTES,
     VOCAB_BYTES_PER_TOKEN,
     InsufficientMemoryError,
     ModelShape,
-    _pad,
     layer_weights,
 )
 
@@ -129,7 +129,7 @@ def check_split(
     shares += [0.0] * (len(remote) - len(shares))
     placed = assign_layers(shape.n_layer, options.n_gpu_layers, [float(s) for s in shares])
 
-    n_ctx = _pad(options.n_ctx)
+    n_ctx = -(-options.n_ctx // KV_PAD) * KV_PAD  # llama.cpp pads the context to whole KV cells
     n_ubatch = min(options.n_ubatch or options.n_batch, options.n_batch, options.n_ctx)
     kv_elem = KV_TYPE_BYTES[options.kv_cache_type]
     activations = n_ubatch * (4 * shape.n_embd + 3 * shape.n_ff) * 4  # one micro-batch's, per device
