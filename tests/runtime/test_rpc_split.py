@@ -89,3 +89,14 @@ def test_a_server_killed_mid_answer_ends_it_in_one_line_and_the_next_run_works(g
             again = (names[0], str(fresh[0].config.endpoint))
             tokens, _ = answer(str(gemma.path), replace(LOCAL, rpc_servers=again, n_gpu_layers=-1))
             assert len(tokens) == 24
+
+
+def test_a_manual_tensor_split_puts_every_layer_on_the_second_server(gemma):
+    local, _ = answer(str(gemma.path), LOCAL)
+    with rpc_servers(2) as servers:
+        names = tuple(str(s.config.endpoint) for s in servers)
+        options = replace(LOCAL, rpc_servers=names, n_gpu_layers=-1, tensor_split=(0.0, 1.0))
+        tokens, split = answer(str(gemma.path), options)
+        assert tokens == local
+        weights = {share.device: share.model_bytes for share in split}
+        assert weights.get("RPC0", 0) == 0 and weights["RPC1"] > 200 << 20  # every layer and the output
