@@ -32,6 +32,7 @@ class RunResult:
             "n_threads": self.facts.n_threads,
             "n_ctx": self.facts.n_ctx,
             **self.finished.stats.as_dict(),
+            "split": [share.as_dict() for share in self.facts.split],
         }
 
 

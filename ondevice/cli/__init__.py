@@ -21,6 +21,7 @@ from . import (
     models,
     profiles,
     quantize,
+    rpc_server,
     run,
     runs,
     serve,
@@ -96,6 +97,7 @@ cli.add_command(profiles.profiles)
 cli.add_command(doctor.doctor)
 cli.add_command(runs.runs)
 cli.add_command(serve.serve)
+cli.add_command(rpc_server.rpc_server)
 
 
 def _terminate(signum: int, frame: object) -> None:

@@ -10,7 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..refs import ResolvedModel
-from ..runtime.protocol import GenerationStats
+from ..runtime.protocol import DeviceShare, GenerationStats
 from ..terminal_text import plain_text, visible_controls
 from ..units import format_bytes
 
@@ -23,6 +23,15 @@ def stdout_console() -> Console:
     """The console tables go to: the terminal's width on a terminal; in a pipe or a file, as wide as
     each table needs (Rich would assume 80 columns and squeeze names and numbers to fit)."""
     return Console(highlight=False, width=None if sys.stdout.isatty() else PIPE_WIDTH)
+
+
+def split_lines(split: tuple[DeviceShare, ...]) -> list[str]:
+    """What llama.cpp put on each device, when RPC servers took part (one line per device)."""
+    return [
+        f"on {share.device} ({share.description}): weights {format_bytes(share.model_bytes)}, "
+        f"KV cache {format_bytes(share.kv_cache_bytes)}, compute {format_bytes(share.compute_bytes)}"
+        for share in split
+    ]
 
 
 def stats_line(stats: GenerationStats) -> str:

@@ -9,7 +9,7 @@ import click
 from ..planning import hardware
 from ..planning.hardware import Hardware
 from ..planning.hardware_profiles import APPLIED_FIELDS, choose_profile, load_hardware_profile
-from ..runtime import extra_bufts
+from ..runtime import build, extra_bufts
 from ..runtime.protocol import ExtraBufts
 from ..units import format_bytes
 from .common import PlainTable, stdout_console
@@ -21,11 +21,14 @@ def diagnosis(hw: Hardware) -> dict[str, Any]:
     selection = choose_profile(hw)
     profile = load_hardware_profile(selection.profile)
     cpu_kernels = extra_bufts.status(ExtraBufts(profile.extra_bufts))
+    info = build.build_info()
+    rpc = {"supported": info.rpc, "rebuild": None if info.rpc else build.RPC_REBUILD}
     return {
         "hardware": hw.as_dict(),
         "profile": profile.as_dict(),
         "reason": selection.reason,
         "extra_bufts": cpu_kernels,
+        "rpc": rpc,
         "advice": list(selection.advice),
     }
 
@@ -59,6 +62,13 @@ def print_diagnosis(data: dict[str, Any]) -> None:
     cpu_kernels = data["extra_bufts"]
     table.add_row(
         "extra buffer types", f"{cpu_kernels['effective']} ({cpu_kernels['setting']}): {cpu_kernels['why']}"
+    )
+    rpc = data["rpc"]
+    table.add_row(
+        "RPC",
+        "built in: `ondevice rpc-server` lends this machine, --rpc uses others"
+        if rpc["supported"]
+        else f"not in this build; rebuild llama-cpp-python: {rpc['rebuild']}",
     )
     console.print(table)
     click.echo()

@@ -18,6 +18,7 @@ from ..refs import bundled_preview, in_store, pull_bundled, resolve
 from ..store import Store
 from ..units import format_bytes
 from .common import PlainTable, note, stdout_console
+from .options import RpcServers
 from .output import Column, Format, Output, Rows, output_options
 from .progress import progress_display, resolve_with_progress
 
@@ -106,8 +107,14 @@ def _installed(model: bundled.BundledModel) -> bool:
 
 @models.command()
 @click.argument("ref")
+@click.option(
+    "--rpc",
+    type=RpcServers(),
+    default=None,
+    help="Also plan the model across these RPC servers: layers and bytes per device (asks each server).",
+)
 @output_options()
-def info(ref: str, out: Output) -> None:
+def info(ref: str, rpc: tuple[str, ...] | None, out: Output) -> None:
     """Architecture, size, quantization, context, chat template and kind of REF.
 
     A bundled model that is not in the store is read where its package installed it: looking does
@@ -126,6 +133,8 @@ def info(ref: str, out: Output) -> None:
         if model.manifest is not None:
             data["integrity"] = "size and sha256 match the manifest"
         data["memory_estimate"] = memory_estimate(model)
+    if rpc:
+        data["rpc_split"] = rpc_split(model, rpc)
     out.emit(data, lambda: _print_info(data))
 
 
@@ -148,6 +157,9 @@ def _print_info(data: dict[str, Any]) -> None:
         shown["imatrix"] = _describe_imatrix(shown["imatrix"])
     if "overrides" in shown:
         shown["overrides"] = from_dict(QuantOverrides, shown["overrides"]).describe()
+    split = shown.pop("rpc_split", None)
+    if split is not None:
+        shown["rpc_split"] = "; ".join(split["plan"]) + ("" if split["fits"] else " (does NOT fit)")
     for key, value in shown.items():
         table.add_row(key.replace("_", " "), str(value))
     stdout_console().print(table)
@@ -173,6 +185,13 @@ def memory_estimate(model) -> dict:
         "breakdown": check.estimate.breakdown(),
         "check": check.summary(),
     }
+
+
+def rpc_split(model, servers: tuple[str, ...]) -> dict:
+    """The pre-flight across this machine and RPC servers (asked for their memory now)."""
+    plan = plan_load({"rpc_servers": servers})
+    check = plan.split(model.summary, plan.check_servers())
+    return {**check.as_dict(), "plan": check.plan_lines()}
 
 
 @models.command()

@@ -15,6 +15,7 @@ import click
 
 from ..planning.plan import LoadPlan, plan_load
 from ..runtime.protocol import ExtraBufts, GenerationParams
+from ..runtime.rpc_client import RpcError, parse_endpoints
 from ..terminal_text import valid_utf8
 from .common import note
 
@@ -46,6 +47,38 @@ class UserText(click.ParamType):
 
 
 USER_TEXT = UserText()
+
+
+class RpcServers(click.ParamType):
+    """--rpc HOST:PORT[,HOST:PORT...]: llama.cpp RPC servers, as a tuple of "HOST:PORT"."""
+
+    name = "HOST:PORT[,...]"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, tuple):
+            return value
+        try:
+            return tuple(str(e) for e in parse_endpoints(str(value)))
+        except RpcError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+class TensorSplit(click.ParamType):
+    """--tensor-split 3,1: llama.cpp's share of the offloaded layers per device."""
+
+    name = "N,N,..."
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, tuple):
+            return value
+        try:
+            shares = tuple(float(v) for v in str(value).replace("/", ",").split(","))
+        except ValueError:
+            self.fail(f"{value!r} is not a list of numbers, e.g. 3,1", param, ctx)
+        if any(not math.isfinite(v) or v < 0 for v in shares) or not any(shares):
+            self.fail(f"{value!r}: shares are numbers >= 0, at least one above 0", param, ctx)
+        return shares
+
 
 MAX_PROMPT_BYTES = 64 << 20  # far past any context; a bigger file or pipe is a mistake, not a prompt
 
@@ -223,6 +256,27 @@ _LOADING: dict[str, tuple[Decorator, str | None]] = {
         ),
         "extra_bufts",
     ),
+    "rpc": (
+        click.option(
+            "--rpc",
+            type=RpcServers(),
+            default=None,
+            help="llama.cpp RPC servers (`ondevice rpc-server` on other machines) that take layers; "
+            "with it --gpu-layers defaults to -1, all layers on the servers [default: from the profile, "
+            "none].",
+        ),
+        "rpc_servers",
+    ),
+    "tensor_split": (
+        click.option(
+            "--tensor-split",
+            type=TensorSplit(),
+            default=None,
+            help="Share of the offloaded layers per device, e.g. 3,1 (the RPC servers in --rpc order) "
+            "[default: in proportion to each server's free memory].",
+        ),
+        "tensor_split",
+    ),
     "profile_name": (
         click.option(
             "--profile",
@@ -244,7 +298,8 @@ _LOADING: dict[str, tuple[Decorator, str | None]] = {
 
 
 def load_options(*, without: tuple[str, ...] = ()) -> Decorator:
-    """--ctx, --threads, --gpu-layers, --batch, --no-mmap/--mmap, --extra-bufts, --profile, --force
+    """--ctx, --threads, --gpu-layers, --batch, --no-mmap/--mmap, --extra-bufts, --rpc, --tensor-split,
+    --profile, --force
     (less those named in `without`, which the command defines its own way), handed to the command
     as `load: LoadFlags`.
 

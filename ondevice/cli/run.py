@@ -11,7 +11,7 @@ from ..generate import run_prompt
 from ..runtime.engine import Event
 from ..runtime.protocol import GenerationParams, TokenEvent
 from ..terminal_text import visible_controls
-from .common import describe_model, note, stats_line
+from .common import describe_model, note, split_lines, stats_line
 from .options import PROMPT_FILE, USER_TEXT, LoadFlags, generation_options, load_options, read_prompt
 from .output import Output, output_options
 from .progress import resolve_with_progress
@@ -67,6 +67,8 @@ def run(
 
     def stats() -> None:
         click.echo()  # the answer streamed without its last newline
+        for line in split_lines(result.facts.split):
+            note(line)
         note(stats_line(result.finished.stats))
 
     out.emit(result.as_dict(), stats)

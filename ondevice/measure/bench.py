@@ -18,7 +18,7 @@ from ..runtime.engine import Backend, open_model
 from ..runtime.protocol import BenchTest, BenchTiming, LoadOptions
 from . import MeasureError
 from .machine import backend_name, llama_cpp_version, machine_record
-from .results import BenchResult, BenchRun, Memory, ModelRecord, Rate
+from .results import BenchResult, BenchRun, DeviceSplit, Memory, ModelRecord, Rate
 from .stats import Estimate, mean, median, stddev
 
 OpenModel = Callable[[ResolvedModel, LoadOptions], Backend]
@@ -116,7 +116,7 @@ def bench_model(
             results.append(
                 BenchResult(
                     model=ModelRecord.of(model),
-                    backend=backend_name(facts.system_info),
+                    backend=backend_name(facts.system_info) + (",RPC" if facts.split else ""),
                     n_threads=every[0].n_threads,
                     n_batch=min(settings.options.n_batch, facts.n_ctx),
                     n_gpu_layers=facts.n_gpu_layers,
@@ -136,6 +136,7 @@ def bench_model(
                         kv_cache_bytes=facts.kv_cache_bytes,
                         compute_buffer_bytes=facts.compute_buffer_bytes,
                     ),
+                    split=tuple(DeviceSplit(**share.as_dict()) for share in facts.split),
                 )
             )
     if on_progress:

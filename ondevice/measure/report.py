@@ -91,7 +91,17 @@ def bench_markdown(run: BenchRun) -> str:
         ],
         right=[1, 2, 3, 4, 5, 6, 7],
     )
-    return f"{speed}\n\n{memory}\n"
+    split = [
+        [r.model.name, d.device, d.description]
+        + [format_bytes(n) for n in (d.model_bytes, d.kv_cache_bytes, d.compute_bytes)]
+        for r in _first_per_model(run.results)
+        for d in r.split
+    ]
+    if not split:
+        return f"{speed}\n\n{memory}\n"
+    headers = ["model", "device", "where", "weights", "KV cache", "compute"]
+    devices = markdown_table(headers, split, right=[3, 4, 5])
+    return f"{speed}\n\n{memory}\n\n{devices}\n"
 
 
 def eval_rows(run: EvalRun) -> list[dict[str, Any]]:

@@ -74,6 +74,17 @@ class Memory:
 
 
 @dataclass(frozen=True)
+class DeviceSplit:
+    """What llama.cpp put on one device when RPC servers took layers (from its load log)."""
+
+    device: str  # CPU (this machine), RPC0, RPC1 ...
+    description: str  # "this machine" or the server's endpoint
+    model_bytes: int
+    kv_cache_bytes: int
+    compute_bytes: int
+
+
+@dataclass(frozen=True)
 class BenchResult:
     """One model at one thread count: llama-bench's pp and tg tests, plus load, first token and memory."""
 
@@ -91,6 +102,7 @@ class BenchResult:
     time_to_first_token_seconds: Estimate | None  # mean ± stddev after a p-token prompt
     load_seconds: float
     memory: Memory
+    split: tuple[DeviceSplit, ...] = ()  # per device, with --rpc; empty when all ran here
 
 
 def upgrade(data: dict[str, Any]) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..runtime.protocol import ExtraBufts, LoadOptions
+from ..runtime.rpc_client import parse_endpoints
 from ..units import format_bytes, parse_size
 from .hardware import Hardware
 from .profile_files import INTERNAL, doc, find_profile, list_profiles, load_file
@@ -24,11 +25,11 @@ LLAMA_CPP_VERSION = "0.3.36"
 LOW_MEMORY_BYTES = 6 << 30  # below this much RAM a machine gets the low-memory profile
 KV_CACHE_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "iq4_nl")
 CUDA_REBUILD = (
-    f'CMAKE_ARGS="-DGGML_CUDA=on" pip install --force-reinstall --no-cache-dir '
+    f'CMAKE_ARGS="-DGGML_CUDA=on -DGGML_RPC=on" pip install --force-reinstall --no-cache-dir '
     f"llama-cpp-python=={LLAMA_CPP_VERSION}  (needs the CUDA toolkit: nvcc on PATH)"
 )
 METAL_REBUILD = (
-    f'CMAKE_ARGS="-DGGML_METAL=on" pip install --force-reinstall --no-cache-dir '
+    f'CMAKE_ARGS="-DGGML_METAL=on -DGGML_RPC=on" pip install --force-reinstall --no-cache-dir '
     f"llama-cpp-python=={LLAMA_CPP_VERSION}  (needs the Xcode command line tools)"
 )
 # The profile fields that become LoadOptions (memory_headroom is the pre-flight's).
@@ -109,6 +110,13 @@ class HardwareProfile:
             choices=tuple(e.value for e in ExtraBufts),
         ),
     )
+    rpc: tuple[str, ...] = field(
+        default=(),
+        metadata=doc(
+            "llama.cpp RPC servers (HOST:PORT, `ondevice rpc-server` on other machines) that take "
+            "layers next to this machine's; with servers, gpu_layers 0 means all layers on them.",
+        ),
+    )
     memory_headroom: str = field(
         default="1G",
         metadata=doc(
@@ -138,6 +146,7 @@ class HardwareProfile:
             "mlock": self.mlock,
             "kv_cache_type": self.kv_cache_type,
             "extra_bufts": self.extra_bufts,
+            "rpc": list(self.rpc),
             "memory_headroom": self.memory_headroom,
             "applied_fields": list(APPLIED_FIELDS),
         }
@@ -201,9 +210,11 @@ def resolve_load_options(profile: HardwareProfile, explicit: dict[str, Any]) -> 
     """LoadOptions from a profile, with every explicitly given option (not None) winning over it.
 
     ``explicit`` uses LoadOptions' names: n_ctx, n_threads, n_batch, n_gpu_layers, use_mmap,
-    extra_bufts (the profile alone sets n_ubatch, flash_attn, use_mlock and kv_cache_type).
+    extra_bufts, rpc_servers, tensor_split (the profile alone sets n_ubatch, flash_attn, use_mlock and
+    kv_cache_type). With RPC servers and no GPU layers asked for, all layers go to the servers.
     """
-    unknown = set(explicit) - {"n_ctx", "n_threads", "n_batch", "n_gpu_layers", "use_mmap", "extra_bufts"}
+    known = {"n_ctx", "n_threads", "n_batch", "n_gpu_layers", "use_mmap", "extra_bufts"}
+    unknown = set(explicit) - known - {"rpc_servers", "tensor_split"}
     if unknown:
         raise TypeError(f"not LoadOptions fields: {', '.join(sorted(unknown))}")
 
@@ -211,15 +222,22 @@ def resolve_load_options(profile: HardwareProfile, explicit: dict[str, Any]) -> 
         value = explicit.get(key)
         return default if value is None else value
 
+    servers = pick("rpc_servers", profile.rpc)
+    servers = tuple(str(e) for e in parse_endpoints(servers)) if servers else ()
+    gpu_layers = pick("n_gpu_layers", profile.gpu_layers)
+    if servers and gpu_layers == 0 and explicit.get("n_gpu_layers") is None:
+        gpu_layers = -1  # servers given and no layers asked for: they are there to take them all
     return LoadOptions(
         n_ctx=pick("n_ctx", profile.context),
         n_threads=pick("n_threads", profile.threads or None),  # None: the runtime uses physical cores
         n_batch=pick("n_batch", profile.batch),
-        n_gpu_layers=pick("n_gpu_layers", profile.gpu_layers),
+        n_gpu_layers=gpu_layers,
         use_mmap=pick("use_mmap", profile.mmap),
         n_ubatch=profile.ubatch,
         flash_attn=profile.flash_attn,
         use_mlock=profile.mlock,
         kv_cache_type=profile.kv_cache_type,
         extra_bufts=ExtraBufts(pick("extra_bufts", profile.extra_bufts)),
+        rpc_servers=servers,
+        tensor_split=tuple(pick("tensor_split", ())),
     )

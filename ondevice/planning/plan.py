@@ -13,6 +13,7 @@ from ..gguf_summary import GGUFSummary
 from ..quant_names import made_with_imatrix
 from ..refs import ResolvedModel
 from ..runtime.protocol import LoadOptions
+from ..runtime.rpc_client import RpcError, ServerInfo, check_servers, parse_endpoints
 from ..store import StoreEntry
 from . import hardware
 from .hardware import Hardware
@@ -27,6 +28,7 @@ from .preflight import (
     require_fit,
     worker_memory_limit,
 )
+from .rpc_split import SplitCheck, check_split, require_split_fit
 
 log = logging.getLogger("ondevice.planning")
 
@@ -69,6 +71,8 @@ class LoadPlan:
     def options_for(self, *models: ResolvedModel) -> LoadOptions:
         """The options to load `models` with (at the same time), after the pre-flight: refused unless
         they fit or --force; each worker gets a memory limit from its estimate, none with --force."""
+        if self.options.rpc_servers:
+            return self._options_over_rpc(models)
         estimates = self._estimates(tuple(m.summary for m in models))
         result = self._check(estimates)
         names = " + ".join(m.display_name for m in models)
@@ -80,6 +84,31 @@ class LoadPlan:
             return self.options
         largest = max(estimates, key=lambda e: e.total_bytes)
         return replace(self.options, memory_limit_bytes=worker_memory_limit(largest))
+
+    def check_servers(self) -> list[ServerInfo]:
+        """Ask each RPC server for its protocol version and memory (RpcError: one line, no load)."""
+        return check_servers(parse_endpoints(self.options.rpc_servers))
+
+    def split(self, summary: GGUFSummary, servers: list[ServerInfo]) -> SplitCheck:
+        """The pre-flight across this machine and the servers: layers and bytes per device."""
+        return check_split(summary, self.options, self.hardware, self.profile.headroom_bytes, servers)
+
+    def _options_over_rpc(self, models: tuple[ResolvedModel, ...]) -> LoadOptions:
+        """Check the servers, then the split: refused unless each device has room, or --force. The
+        worker gets no memory limit: the weights it sends away pass through its memory while loading."""
+        if len(models) > 1:
+            raise RpcError(
+                "an RPC server serves one client at a time, so --rpc takes one model at a time, not "
+                + " + ".join(m.display_name for m in models)
+            )
+        (model,) = models
+        split = self.split(model.summary, self.check_servers())
+        for line in split.plan_lines():
+            log.warning("%s: %s", model.display_name, line)
+        if not split.fits and self.force:
+            log.warning("--force: loading %s although %s", model.display_name, split.summary())
+        require_split_fit(split, model.display_name, self.force)
+        return self.options
 
 
 def plan_load(
@@ -105,6 +134,8 @@ def require_fit_now(
 ) -> None:
     """Refuse, with the numbers, one more model that will not fit next to the models already loaded
     (the terminal UI's check: there is no --force, and `advice` says what to do instead)."""
+    if options.rpc_servers:
+        raise RpcError(f"{what} cannot join: the RPC servers in --rpc serve one model at a time")
     check = replace(plan_load(hw=hw), options=options).check(summary)
     if not check.fits:
         raise InsufficientMemoryError(

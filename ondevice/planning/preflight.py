@@ -253,11 +253,8 @@ def estimate_memory(
     )
 
 
-def estimate_for_model(
-    summary: GGUFSummary, options: LoadOptions, hw: Hardware | None = None, kv_cache_type: str | None = None
-) -> MemoryEstimate:
-    """The estimate for a GGUF file, split between RAM and VRAM as ``hw`` would run it."""
-    shape = ModelShape.from_summary(summary)
+def layer_weights(summary: GGUFSummary, shape: ModelShape) -> tuple[tuple[int, ...], int]:
+    """Bytes of each block's weights, and of the output layer as an offloading device holds it."""
     layers = [0] * shape.n_layer
     output = 0
     names = set()
@@ -271,6 +268,15 @@ def estimate_for_model(
     if "output.weight" not in names:
         # Tied embeddings: llama.cpp loads a second copy of token_embd as the output layer on the GPU.
         output += sum(t.n_bytes for t in summary.tensors if t.name == "token_embd.weight")
+    return tuple(layers), output
+
+
+def estimate_for_model(
+    summary: GGUFSummary, options: LoadOptions, hw: Hardware | None = None, kv_cache_type: str | None = None
+) -> MemoryEstimate:
+    """The estimate for a GGUF file, split between RAM and VRAM as ``hw`` would run it."""
+    shape = ModelShape.from_summary(summary)
+    layers, output = layer_weights(summary, shape)
     offload = hw is not None and can_offload(hw)
     return estimate_memory(
         shape,
@@ -278,7 +284,7 @@ def estimate_for_model(
         options,
         kv_cache_type=kv_cache_type,
         offload=offload,
-        layer_weights=tuple(layers),
+        layer_weights=layers,
         output_weights=output,
     )
 

@@ -23,11 +23,20 @@ from ..locations import state_dir
 
 PACKAGE = "llama-cpp-python"
 PINNED_VERSION = "0.3.36"
-REBUILD = f"pip install --no-cache-dir --force-reinstall {PACKAGE}=={PINNED_VERSION}"
+# --no-cache-dir: pip would otherwise reuse a cached wheel (perhaps built for another CPU, or without RPC).
+RPC_REBUILD = (
+    f'CMAKE_ARGS="-DGGML_RPC=on" pip install --no-cache-dir --force-reinstall {PACKAGE}=={PINNED_VERSION}'
+)
+REBUILD = RPC_REBUILD  # RPC stays on whatever the rebuild is for
+
 PROBE_TIMEOUT_S = 60
 _PROBE = (
-    "import json, llama_cpp\n"
-    "print(json.dumps({'gpu_offload': bool(llama_cpp.llama_supports_gpu_offload()),"
+    "import ctypes, json, llama_cpp\n"
+    "rpc = bool(llama_cpp.llama_supports_rpc())\n"
+    "by_type = llama_cpp.llama_cpp._lib.ggml_backend_dev_by_type\n"
+    "by_type.argtypes, by_type.restype = [ctypes.c_int], ctypes.c_void_p\n"
+    # llama_supports_gpu_offload() is true for any RPC build; a GPU is a GPU or IGPU device
+    "print(json.dumps({'gpu_offload': bool(by_type(1) or by_type(2)), 'rpc': rpc,"
     " 'system_info': llama_cpp.llama_print_system_info().decode(errors='replace').strip()}))"
 )
 
@@ -71,6 +80,7 @@ class BuildInfo:
     gpu_offload: bool = False
     system_info: str = ""
     error: str = ""  # empty when the child answered
+    rpc: bool = False  # built with GGML_RPC: it can use and be an RPC server
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -102,7 +112,7 @@ def _probe() -> BuildInfo:
         return BuildInfo(build, error=why)
     try:
         data = json.loads(out.stdout.strip().splitlines()[-1])
-        return BuildInfo(build, bool(data["gpu_offload"]), str(data["system_info"]))
+        return BuildInfo(build, bool(data["gpu_offload"]), str(data["system_info"]), rpc=bool(data["rpc"]))
     except (IndexError, KeyError, TypeError, ValueError):
         last = (out.stderr.strip().splitlines() or ["no output"])[-1]
         return BuildInfo(build, error=f"llama_cpp does not import: {last[:300]}")
@@ -115,7 +125,8 @@ def build_info() -> BuildInfo:
     with contextlib.suppress(OSError, ValueError, TypeError, KeyError):
         cached = json.loads(_cache_path().read_text(encoding="utf-8"))
         if isinstance(cached, dict) and cached.get("build") == build and not cached.get("error"):
-            return BuildInfo(build, bool(cached["gpu_offload"]), str(cached["system_info"]))
+            rpc = bool(cached["rpc"])  # a cache from before RPC was asked lacks it: ask again
+            return BuildInfo(build, bool(cached["gpu_offload"]), str(cached["system_info"]), rpc=rpc)
     info = _probe()
     if not info.error:  # a failure is asked again next time: it may be mended by then
         with contextlib.suppress(OSError):

@@ -5,6 +5,7 @@ Worker process only (it imports llama_cpp).
 
 from __future__ import annotations
 
+import ctypes
 import os
 
 import llama_cpp
@@ -46,6 +47,10 @@ def model_params(options: LoadOptions, extra_bufts: bool) -> llama_cpp.llama_mod
     mparams.n_gpu_layers = options.n_gpu_layers
     mparams.load_mode = _load_mode(options)
     mparams.use_extra_bufts = extra_bufts
+    if options.tensor_split:
+        shares = list(options.tensor_split)[: llama_cpp.LLAMA_MAX_DEVICES]
+        split = (ctypes.c_float * llama_cpp.LLAMA_MAX_DEVICES)(*shares)
+        mparams.tensor_split = split  # ctypes keeps the array alive with the struct
     return mparams
 
 

@@ -21,12 +21,20 @@ from ..errors import PromptError, WorkerError
 from ..prompting import PromptMode, render
 from . import llama_imatrix, llama_measure
 from .faults import injected_fault
-from .llama_log import capture_log, last_log_error, logged_buffer_sizes
+from .llama_ggml import gpu_device_present, register_servers
+from .llama_log import (
+    capture_log,
+    last_log_error,
+    logged_buffer_sizes,
+    logged_device_buffer_sizes,
+    logged_layers_offloaded,
+)
 from .llama_params import context_params, default_threads, limit_note, model_params
 from .memory import peak_rss_bytes
 from .protocol import (
     BenchRequest,
     BenchTiming,
+    DeviceShare,
     ExtraBufts,
     Finished,
     GenerateRequest,
@@ -47,6 +55,30 @@ if TYPE_CHECKING:
     from .logprobs import ChunkScores
 
 
+def _split(servers: tuple[str, ...]) -> tuple[DeviceShare, ...]:
+    """Per device, what llama.cpp allocated, when RPC servers took part (empty otherwise).
+
+    llama.cpp names an RPC buffer by the server's own device number and endpoint ("RPC0[host:port]");
+    the devices are RPC0, RPC1 ... in the order the servers were given (one device each).
+    """
+    if not servers:
+        return ()
+    shares = []
+    for name, sizes in logged_device_buffer_sizes().items():
+        number, _, rest = name.partition("[")
+        endpoint = rest.rstrip("]")
+        if not endpoint:
+            device, description = "CPU", "this machine"
+        elif endpoint in servers and number == "RPC0":
+            device, description = f"RPC{servers.index(endpoint)}", endpoint
+        else:  # a server with several devices
+            device, description = name, endpoint
+        compute = sizes["compute"] + sizes["output"]
+        shares.append(DeviceShare(device, description, sizes["model"], sizes["KV"], compute))
+    order = {f"RPC{i}": i for i in range(len(servers))}
+    return tuple(sorted(shares, key=lambda s: (s.device != "CPU", order.get(s.device, len(order)), s.device)))
+
+
 class LlamaSession:
     """A model and one context; keeps the KV cache between requests to reuse a shared prefix."""
 
@@ -58,6 +90,9 @@ class LlamaSession:
         self._fault = injected_fault(self.extra_bufts)
         # Before the model loads: a build whose tensors this cannot read is refused at once.
         self.collector = llama_imatrix.ImatrixCollector() if options.collect_imatrix else None
+        gpu = gpu_device_present()
+        if options.rpc_servers:
+            register_servers(options.rpc_servers)
         self.model = llama_cpp.llama_model_load_from_file(
             path.encode(), model_params(options, self.extra_bufts)
         )
@@ -102,7 +137,9 @@ class LlamaSession:
             system_info=llama_cpp.llama_print_system_info().decode(errors="replace"),
             pid=os.getpid(),
             extra_bufts=self.extra_bufts,
-            gpu_offload=bool(llama_cpp.llama_supports_gpu_offload()),
+            gpu_offload=gpu,
+            split=_split(options.rpc_servers),
+            layers_offloaded=logged_layers_offloaded(),
         )
 
     def _special_text(self, token: int) -> str:

@@ -48,6 +48,11 @@ class LoadOptions:
     # An eval callback on the context gathers an importance matrix during ImatrixRequests (it costs a
     # little on every decode, so only workers opened for `ondevice imatrix` carry it).
     collect_imatrix: bool = False
+    # llama.cpp RPC servers ("HOST:PORT") whose devices take layers (n_gpu_layers) next to this machine's.
+    rpc_servers: tuple[str, ...] = ()
+    # Share of the offloaded layers per device, in llama.cpp's device order (RPC servers in the order
+    # given); empty: in proportion to each device's free memory, as llama.cpp decides.
+    tensor_split: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -78,6 +83,30 @@ class GenerateRequest:
 
 
 @dataclass(frozen=True)
+class DeviceShare:
+    """What llama.cpp put on one device (from its load log): "CPU", or "RPC0" and the like."""
+
+    device: str
+    description: str  # an RPC device's endpoint, or the CPU's name
+    model_bytes: int
+    kv_cache_bytes: int
+    compute_bytes: int
+
+    @property
+    def total_bytes(self) -> int:
+        return self.model_bytes + self.kv_cache_bytes + self.compute_bytes
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "device": self.device,
+            "description": self.description,
+            "model_bytes": self.model_bytes,
+            "kv_cache_bytes": self.kv_cache_bytes,
+            "compute_bytes": self.compute_bytes,
+        }
+
+
+@dataclass(frozen=True)
 class ModelFacts:
     """What the worker learned while loading."""
 
@@ -100,6 +129,8 @@ class ModelFacts:
     pid: int
     extra_bufts: bool = True  # whether llama.cpp's extra CPU buffer types were on for this load
     gpu_offload: bool = False  # whether this llama.cpp build can offload layers to a GPU at all
+    split: tuple[DeviceShare, ...] = ()  # per device, when layers went beyond this machine's CPU
+    layers_offloaded: int = 0  # llama.cpp's "offloaded N/M layers": N (repeating layers and output)
 
 
 @dataclass(frozen=True)

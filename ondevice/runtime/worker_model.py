@@ -46,6 +46,7 @@ from .protocol import (
     TokenEvent,
     TokenizeRequest,
 )
+from .rpc_client import parse_endpoint, reachable
 
 if TYPE_CHECKING:
     from ..imatrix_file import ImatrixEntry
@@ -174,8 +175,20 @@ class WorkerModel(Backend):
             how = f"was killed by {signal.Signals(-code).name}"
         else:
             how = f"exited with status {code}"
+        lost = self._lost_servers()
+        if lost:
+            # llama.cpp aborts the process when an RPC server goes away: say which one, not the abort
+            servers = ", ".join(lost)
+            return (
+                f"RPC server {servers} stopped answering while {self.label} was {doing}; the model worker "
+                f"{how} (llama.cpp cannot go on without it): restart the server and try again"
+            )
         detail = self._log_tail()
         return f"the model worker for {self.label} {how} while {doing}" + (f": {detail}" if detail else "")
+
+    def _lost_servers(self) -> list[str]:
+        """The RPC servers this model used that no longer accept a connection."""
+        return [e for e in self.options.rpc_servers if not reachable(parse_endpoint(e), timeout=1.0)]
 
     def _log_tail(self) -> str:
         with contextlib.suppress(OSError):
@@ -334,7 +347,7 @@ def say_adjustments(label: str, options: LoadOptions, facts: ModelFacts) -> None
             facts.n_ctx,
             options.n_ctx,
         )
-    if options.n_gpu_layers != 0 and not facts.gpu_offload:
+    if options.n_gpu_layers != 0 and not facts.gpu_offload and not options.rpc_servers:
         log.warning(
             "%s: this llama.cpp build has no GPU backend, so --gpu-layers %d does nothing and the model runs "
             "on the CPU (the README's install section shows the CUDA and Metal builds)",

@@ -51,10 +51,18 @@ def test_memory_agrees_with_proc_meminfo(detected):
     assert "/proc/meminfo" in detected.sources
 
 
-def test_gpu_offload_matches_the_build(detected):
+def test_gpu_offload_means_a_gpu_of_llama_cpps_own_not_an_rpc_build(detected):
+    import ctypes
+
     import llama_cpp
 
-    assert detected.gpu_offload_supported == bool(llama_cpp.llama_supports_gpu_offload())
+    llama_cpp.llama_backend_init()
+    by_type = llama_cpp.llama_cpp._lib.ggml_backend_dev_by_type
+    by_type.argtypes, by_type.restype = [ctypes.c_int], ctypes.c_void_p
+    gpu = bool(by_type(1) or by_type(2))  # GGML_BACKEND_DEVICE_TYPE_GPU, _IGPU
+    assert detected.gpu_offload_supported == gpu
+    # llama_supports_gpu_offload() is true for every RPC build: it cannot pick the profile
+    assert llama_cpp.llama_supports_rpc() and llama_cpp.llama_supports_gpu_offload()
 
 
 def test_nvidia_smi_rows_parse():

@@ -254,7 +254,7 @@ def test_16gb_m2_gets_apple_metal():
 def test_m2_without_a_metal_build_is_told_how_to_rebuild():
     selection = choose_profile(Hardware(**{**M2_16GB.__dict__, "gpu_offload_supported": False}))
     assert selection.profile == "cpu-laptop"
-    assert any('CMAKE_ARGS="-DGGML_METAL=on"' in line for line in selection.advice)
+    assert any('CMAKE_ARGS="-DGGML_METAL=on -DGGML_RPC=on"' in line for line in selection.advice)
 
 
 def test_linux_with_24gb_nvidia_gets_cuda():
@@ -265,7 +265,7 @@ def test_linux_with_24gb_nvidia_gets_cuda():
 def test_nvidia_gpu_with_a_cpu_build_is_told_how_to_rebuild():
     selection = choose_profile(Hardware(**{**LINUX_4090.__dict__, "gpu_offload_supported": False}))
     assert selection.profile == "cpu-laptop"
-    assert any('CMAKE_ARGS="-DGGML_CUDA=on"' in line for line in selection.advice)
+    assert any('CMAKE_ARGS="-DGGML_CUDA=on -DGGML_RPC=on"' in line for line in selection.advice)
 
 
 def test_4gb_box_gets_the_low_memory_profile():

@@ -22,7 +22,7 @@ from ondevice.runtime.protocol import ExtraBufts, GenerationParams, LoadOptions
 from tests.support.cli import invoke, one_error_line
 
 GREEDY = GenerationParams(max_tokens=8, temperature=0)
-REBUILD = "pip install --no-cache-dir --force-reinstall llama-cpp-python==0.3.36"
+REBUILD = 'CMAKE_ARGS="-DGGML_RPC=on" pip install --no-cache-dir --force-reinstall llama-cpp-python==0.3.36'
 
 
 @pytest.fixture
