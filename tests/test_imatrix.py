@@ -150,6 +150,16 @@ def test_the_store_caches_the_matrix_beside_its_source(smol_f16, tmp_path):
     assert not (copy / "models" / name).exists()
 
 
+def test_a_file_outside_the_store_caches_in_the_stores_root(smol, tmp_path):
+    model = write_tiny_moe(tmp_path / "moe.gguf", smol.path)
+    store = Store(tmp_path / "home")
+    text = stdlib_docstrings()[:3000]
+    path = cached_imatrix(str(model), text, 1, 32, store=store, options=ONE_THREAD)
+    assert path.parent == tmp_path / "home" / "imatrix" and read_imatrix(path).chunk_count == 1
+    assert cached_imatrix(str(model), text, 1, 32, store=store) == path
+    assert store.scan() == ([], [])
+
+
 def test_expert_weights_get_one_row_of_sums_and_one_count_per_expert(smol, tmp_path):
     """A tiny Mixtral-style model: its MUL_MAT_ID inputs are summed per expert, fed only by the tokens
     routed there. Each token reaches N_EXPERT_USED experts, and the router saw each token once: the
