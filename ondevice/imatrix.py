@@ -17,7 +17,6 @@ from threading import Event
 
 import numpy as np
 
-from . import locations
 from .calibration_text import load_calibration_text
 from .imatrix_file import ImatrixEntry, ImatrixError, ImportanceMatrix, read_imatrix, write_imatrix
 from .manifest import sha256_file
@@ -144,12 +143,12 @@ def cache_key(source_sha256: str, text: str, chunks: int | None, n_ctx: int) -> 
     return hashlib.sha256(spec.encode()).hexdigest()[:32]
 
 
-def cache_path(model: ResolvedModel, key: str) -> Path:
+def cache_path(model: ResolvedModel, key: str, store: Store | None = None) -> Path:
     """Beside the source in the store (QUANT.KEY.imatrix: the store's scan passes it by, and removing
-    the source removes it); a file outside the store caches under $ONDEVICE_HOME/imatrix/."""
+    the source removes it); a file outside the store caches in the store's root, under imatrix/."""
     if model.manifest is not None:
         return model.path.with_name(f"{model.manifest.quant}.{key}{IMATRIX_SUFFIX}")
-    return locations.home() / "imatrix" / f"{key}{IMATRIX_SUFFIX}"
+    return (store or Store()).models.parent / "imatrix" / f"{key}{IMATRIX_SUFFIX}"
 
 
 def cached_imatrix(
@@ -165,12 +164,13 @@ def cached_imatrix(
 ) -> Path:
     """The path of `source`'s importance matrix over `text` (None: the default text), computed once
     and kept in the store, keyed by the source's sha256, the text's sha256, `chunks` and `n_ctx`."""
-    model = source if isinstance(source, ResolvedModel) else resolve(source, store or Store())
+    store = store or Store()
+    model = source if isinstance(source, ResolvedModel) else resolve(source, store)
     if text is None:
         text, default_name = load_calibration_text(None)
         dataset = dataset or default_name
     digest = model.manifest.sha256 if model.manifest is not None and model.manifest.sha256 else ""
-    path = cache_path(model, cache_key(digest or sha256_file(model.path), text, chunks, n_ctx))
+    path = cache_path(model, cache_key(digest or sha256_file(model.path), text, chunks, n_ctx), store)
     if path.is_file():
         try:
             read_imatrix(path)

@@ -9,7 +9,7 @@ import pytest
 
 from ondevice.calibration_text import default_dataset, stdlib_docstrings
 from ondevice.errors import UnknownReferenceError
-from ondevice.imatrix import cache_path, cached_imatrix, compute_imatrix, run_imatrix
+from ondevice.imatrix import cache_key, cache_path, cached_imatrix, compute_imatrix, run_imatrix
 from ondevice.imatrix_file import ImatrixError, ImportanceMatrix, check_for_model, read_imatrix, write_imatrix
 from ondevice.refs import ResolvedModel
 from ondevice.runtime import extra_bufts
@@ -129,7 +129,11 @@ def test_the_store_caches_the_matrix_beside_its_source(smol_f16, tmp_path):
     # Asked again, it is read from the cache; another text or chunk count is another matrix.
     events.clear()
     assert cached_imatrix(smol_f16, text, 1, 32, events.append, options=ONE_THREAD) == path and not events
-    assert cache_path(smol_f16, "0" * 32) != path
+    sha = smol_f16.manifest.sha256 if smol_f16.manifest else ""
+    assert path == cache_path(smol_f16, cache_key(sha, text, 1, 32))
+    keys = {cache_key(sha, text, 1, 32), cache_key(sha, text + ".", 1, 32), cache_key(sha, text, None, 32)}
+    keys |= {cache_key(sha, text, 1, 64), cache_key("0" * 64, text, 1, 32)}
+    assert len(keys) == 5
     # A damaged cache is computed again.
     path.write_bytes(b"GGUF broken")
     assert cached_imatrix(smol_f16, text, 1, 32, events.append, options=ONE_THREAD) == path and events
@@ -144,6 +148,16 @@ def test_the_store_caches_the_matrix_beside_its_source(smol_f16, tmp_path):
             (copy / "models" / name / f.name).hardlink_to(f)
     store_copy.remove(name, "F16")
     assert not (copy / "models" / name).exists()
+
+
+def test_a_file_outside_the_store_caches_in_the_stores_root(smol, tmp_path):
+    model = write_tiny_moe(tmp_path / "moe.gguf", smol.path)
+    store = Store(tmp_path / "home")
+    text = stdlib_docstrings()[:3000]
+    path = cached_imatrix(str(model), text, 1, 32, store=store, options=ONE_THREAD)
+    assert path.parent == tmp_path / "home" / "imatrix" and read_imatrix(path).chunk_count == 1
+    assert cached_imatrix(str(model), text, 1, 32, store=store) == path
+    assert store.scan() == ([], [])
 
 
 def test_expert_weights_get_one_row_of_sums_and_one_count_per_expert(smol, tmp_path):

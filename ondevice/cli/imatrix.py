@@ -88,7 +88,8 @@ def imatrix(
 
     def report() -> None:
         note(
-            f"{model.display_name}: {len(matrix.entries)} weights, {matrix.chunk_count} chunks of "
+            f"{model.display_name}: {len(matrix.entries)} weights, {matrix.chunk_count} "
+            f"chunk{'' if matrix.chunk_count == 1 else 's'} of "
             f"{matrix.chunk_size} tokens from {dataset}, {run.seconds:.1f} s "
             f"({run.tokens_per_second:.0f} tokens/s)"
         )
