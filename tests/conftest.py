@@ -11,6 +11,7 @@ from ondevice.refs import ResolvedModel, resolve
 from ondevice.runtime.engine import WorkerModel
 from ondevice.runtime.protocol import LoadOptions
 from ondevice.store import Store
+from tests.support.imatrix import smol_f16, smol_f16_path, smol_matrix  # noqa: F401 (fixtures)
 from tests.support.models import GEMMA, SMOL
 
 
@@ -31,17 +32,6 @@ def bundled_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for ref in (SMOL, GEMMA):
         resolve(ref, store)
     return root
-
-
-@pytest.fixture(scope="session")
-def smol_f16(smol: ResolvedModel, tmp_path_factory: pytest.TempPathFactory) -> ResolvedModel:
-    """SmolLM2 dequantized to F16 from the bundled Q4_1 (`ondevice convert FILE.gguf`), in a store of
-    its own: the source an importance matrix and a quantization ladder start from."""
-    from ondevice.converters.dequantize import convert_gguf
-
-    store = Store(tmp_path_factory.mktemp("f16-home"))
-    result = convert_gguf(str(smol.path), "f16", name="smol", store=store)
-    return resolve(result.ref, store)
 
 
 @pytest.fixture

@@ -27,6 +27,8 @@ from .progress import progress_display, resolve_with_progress
     metavar="FILE|auto",
     default=None,
     help="Importance matrix (llama.cpp's GGUF or .dat) to quantize with; its files are named LEVEL-imat. "
+    "`auto` computes one from the source over the default calibration text (32 chunks of 512 tokens; "
+    "`ondevice imatrix` for another text or more) and keeps it in the store for the next time. "
     "Needed by iq1_*, iq2_*, iq3_xxs, iq3_xs and q2_k_s.",
 )
 @click.option(

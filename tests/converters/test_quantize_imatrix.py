@@ -84,7 +84,6 @@ def test_bad_flag_values_are_one_line(flags, message, isolated_home):
     [
         (["--levels", "q4_k_m,iq2_xxs"], "IQ2_XXS needs an importance matrix"),
         (["--levels", "iq1_s,q2_k_s"], "IQ1_S, Q2_K_S need an importance matrix"),
-        (["--levels", "iq2_xxs", "--imatrix", "auto"], "--imatrix auto is not available yet"),
         (["--imatrix", "missing.imatrix"], "missing.imatrix: cannot read"),
         (["--tensor-type", "ffn_dwn=q8_0"], "the pattern matches no weight"),
         (["--tensor-type", "ffn_down=iq2_xxs"], "IQ2_XXS needs an importance matrix"),
@@ -92,14 +91,14 @@ def test_bad_flag_values_are_one_line(flags, message, isolated_home):
         (["--token-embedding-type", "q6_k"], "not a multiple of Q6_K's block of 256"),
     ],
 )
-def test_what_cannot_work_is_refused_before_anything_is_written(flags, message, smol_f16, isolated_home):
-    one_error_line(invoke("quantize", str(smol_f16), "--levels", "q4_k_m", *flags), message)
+def test_what_cannot_work_is_refused_before_anything_is_written(flags, message, smol_f16_path, isolated_home):
+    one_error_line(invoke("quantize", str(smol_f16_path), "--levels", "q4_k_m", *flags), message)
     _nothing_written(isolated_home)
 
 
 @pytest.mark.parametrize("mismatch", ["unknown name", "wrong size"])
 def test_a_matrix_for_another_model_is_one_line_and_nothing_is_written(
-    mismatch, smol_f16, smol_matrix, tmp_path, isolated_home
+    mismatch, smol_f16_path, smol_matrix, tmp_path, isolated_home
 ):
     entries = dict(read_imatrix(smol_matrix).entries)
     if mismatch == "unknown name":
@@ -110,18 +109,18 @@ def test_a_matrix_for_another_model_is_one_line_and_nothing_is_written(
         entries["blk.3.attn_q.weight"] = ImatrixEntry(entry.sums[:, :512], entry.counts)
         expected = "blk.3.attn_q.weight has 512 values, this model's weight needs 576"
     other = write_imatrix(ImportanceMatrix(entries, ("other",), 1, 512), tmp_path / "other.gguf")
-    result = invoke("quantize", str(smol_f16), "--levels", "q4_k_m", "--imatrix", str(other))
+    result = invoke("quantize", str(smol_f16_path), "--levels", "q4_k_m", "--imatrix", str(other))
     line = one_error_line(result, "is for another model", expected)
     assert "other.gguf" in line
     _nothing_written(isolated_home)
 
 
-def test_q4_k_m_and_iq4_xs_with_a_matrix_sit_beside_the_plain_file(smol_f16, smol_matrix, isolated_home):
+def test_q4_k_m_and_iq4_xs_with_a_matrix_sit_beside_the_plain_file(smol_f16_path, smol_matrix, isolated_home):
     matrix = read_imatrix(smol_matrix)
     levels = ["--levels", "q4_k_m,iq4_xs"]
-    made = invoke("quantize", str(smol_f16), *levels, "--imatrix", str(smol_matrix), "--json")
+    made = invoke("quantize", str(smol_f16_path), *levels, "--imatrix", str(smol_matrix), "--json")
     assert made.exit_code == 0, made.output
-    plain = invoke("quantize", str(smol_f16), "--levels", "q4_k_m", "--json")
+    plain = invoke("quantize", str(smol_f16_path), "--levels", "q4_k_m", "--json")
     assert plain.exit_code == 0, plain.output
     outputs = json.loads(made.stdout)["outputs"] + json.loads(plain.stdout)["outputs"]
     assert sorted({*json.loads(made.stdout), *outputs[0]}) == sorted(json_fields("quantize"))
@@ -167,20 +166,20 @@ def test_q4_k_m_and_iq4_xs_with_a_matrix_sit_beside_the_plain_file(smol_f16, smo
     assert older.imatrix is None and older.overrides is None
 
 
-def test_iq2_xxs_with_a_matrix_loads_and_generates(smol_f16, smol_matrix, isolated_home):
-    (result,) = quantize(str(smol_f16), "iq2_xxs", imatrix=smol_matrix)
+def test_iq2_xxs_with_a_matrix_loads_and_generates(smol_f16_path, smol_matrix, isolated_home):
+    (result,) = quantize(str(smol_f16_path), "iq2_xxs", imatrix=smol_matrix)
     assert (result.ref, result.level) == (f"{NAME}:IQ2_XXS-imat", "IQ2_XXS")
     types = _types(result.path)
     # ffn_down rows (1536) are whole 256-blocks: the i-quant itself is there, not only its fallback.
     assert any(t == "IQ2_XXS" for name, t in types.items() if name.endswith("ffn_down.weight"))
-    assert result.bits_per_weight < read_gguf(smol_f16).bits_per_weight / 3
+    assert result.bits_per_weight < read_gguf(smol_f16_path).bits_per_weight / 3
     _generates(result.path)
 
 
-def test_tensor_types_given_by_hand_are_the_types_in_the_file(smol_f16, tmp_path, isolated_home):
+def test_tensor_types_given_by_hand_are_the_types_in_the_file(smol_f16_path, tmp_path, isolated_home):
     # SmolLM2 ties its output layer to its embeddings; a copy with an output.weight of its own lets
     # --output-tensor-type act.
-    source = untie_output(smol_f16, tmp_path / NAME / "F16.gguf")
+    source = untie_output(smol_f16_path, tmp_path / NAME / "F16.gguf")
     plain = invoke("quantize", str(source), "--levels", "q4_k_m", "--json")
     assert plain.exit_code == 0, plain.output
     flags = ["--tensor-type", "ffn_down=q8_0", "--output-tensor-type", "q5_1"]
@@ -212,8 +211,10 @@ def test_tensor_types_given_by_hand_are_the_types_in_the_file(smol_f16, tmp_path
     _generates(entry.path)
 
 
-def test_a_level_the_matrix_cannot_change_is_written_plain_and_says_so(smol_f16, smol_matrix, isolated_home):
-    (result,) = quantize(str(smol_f16), "q8_0", imatrix=smol_matrix)
+def test_a_level_the_matrix_cannot_change_is_written_plain_and_says_so(
+    smol_f16_path, smol_matrix, isolated_home
+):
+    (result,) = quantize(str(smol_f16_path), "q8_0", imatrix=smol_matrix)
     assert result.ref == f"{NAME}:Q8_0" and "does not use an importance matrix" in result.notes[0]
     entry = Store().find(NAME, "Q8_0")
     assert entry.manifest.imatrix is None

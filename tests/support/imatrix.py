@@ -16,8 +16,8 @@ import pytest
 
 from ondevice.converters.dequantize import convert_gguf
 from ondevice.imatrix_file import ImatrixEntry, ImportanceMatrix, write_imatrix
+from ondevice.refs import ResolvedModel, resolve
 from ondevice.store import Store
-from tests.support.models import SMOL
 
 
 def matrix_from_weights(path: Path, dataset: str = "weights") -> ImportanceMatrix:
@@ -32,14 +32,21 @@ def matrix_from_weights(path: Path, dataset: str = "weights") -> ImportanceMatri
 
 
 @pytest.fixture(scope="session")
-def smol_f16(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """SmolLM2 as F16 (NAME/F16.gguf: quantizing it by path names the outputs smollm2-135m-instruct)."""
-    root = tmp_path_factory.mktemp("smol-f16")
-    return convert_gguf(SMOL, "f16", store=Store(root)).path
+def smol_f16(smol: ResolvedModel, tmp_path_factory: pytest.TempPathFactory) -> ResolvedModel:
+    """SmolLM2 dequantized to F16 from the bundled Q4_1 (`ondevice convert FILE.gguf`), in a store of
+    its own: the source an importance matrix and a quantization ladder start from. Its file is
+    NAME/F16.gguf, so quantizing it by path names the outputs smollm2-135m-instruct."""
+    store = Store(tmp_path_factory.mktemp("f16-home"))
+    return resolve(convert_gguf(str(smol.path), "f16", store=store).ref, store)
 
 
 @pytest.fixture(scope="session")
-def smol_matrix(smol_f16: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def smol_f16_path(smol_f16: ResolvedModel) -> Path:
+    return smol_f16.path
+
+
+@pytest.fixture(scope="session")
+def smol_matrix(smol_f16_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An importance matrix file for `smol_f16`, in llama.cpp's GGUF imatrix format."""
     path = tmp_path_factory.mktemp("imatrix") / "smol.imatrix.gguf"
-    return write_imatrix(matrix_from_weights(smol_f16), path)
+    return write_imatrix(matrix_from_weights(smol_f16_path), path)
