@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from ..runtime.rpc_client import DEFAULT_PORT, is_loopback
+from ..hosts import is_loopback
+from ..runtime.rpc_client import DEFAULT_PORT
 from ..runtime.rpc_server import SECURITY_WARNING, RpcServer, RpcServerError, ServerConfig
 from ..units import format_bytes, parse_size
 from .common import note

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Any
 
 import click
 
+from ..hosts import is_loopback
 from ..refs import ResolvedModel
 from ..server.app import create_app
 from ..server.pool import DEFAULT_KEEP_ALIVE, DEFAULT_QUEUE_SIZE, ModelPool, parse_keep_alive
@@ -29,15 +29,6 @@ class KeepAlive(click.ParamType):
             return parse_keep_alive(str(value))
         except ValueError as exc:
             self.fail(str(exc), param, ctx)
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 @click.command()
@@ -114,7 +105,7 @@ def serve(
     app = create_app(pool, api_key=api_key or None)
     sock = listen(host, port)
     url = url_of(sock)
-    if not api_key and not _is_loopback(host):
+    if not api_key and not is_loopback(host):
         note(f"warning: listening on {host} without an API key: anyone who can reach it can use it")
 
     def started() -> None:

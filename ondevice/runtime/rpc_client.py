@@ -11,13 +11,13 @@ a request is | command (1 byte) | size (8 bytes, little-endian) | data |, an ans
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 import struct
 from dataclasses import dataclass
 from enum import IntEnum
 
 from ..errors import OndeviceError
+from ..hosts import is_loopback
 from ..units import format_bytes
 
 PROTO_MAJOR = 7  # RPC_PROTO_MAJOR_VERSION of the llama.cpp this package pins
@@ -80,16 +80,6 @@ class ServerInfo:
             "free_bytes": list(self.free_bytes),
             "total_bytes": list(self.total_bytes),
         }
-
-
-def is_loopback(host: str) -> bool:
-    """Whether `host` names this machine only (127.0.0.0/8, ::1, localhost)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def parse_endpoint(text: str) -> Endpoint:

@@ -35,6 +35,7 @@ from tests.support.convert import (
     VARIED_TEXT,
     llama_ids,
     llama_logits,
+    top1_then_max_diff,
     transformers_ids,
     transformers_logits,
 )
@@ -92,18 +93,6 @@ def checkpoint(checkpoints) -> Path:
     return checkpoints["phi4-mini"]
 
 
-def _compare(ours: np.ndarray, reference: np.ndarray) -> float:
-    """The max |diff|, once the top-1 token is the same at every position."""
-    assert ours.shape == reference.shape
-    mismatched = np.flatnonzero(ours.argmax(-1) != reference.argmax(-1))
-    if mismatched.size:
-        # A near-tie in transformers' own top two is the one place rounding alone could flip the top-1.
-        top2 = np.sort(reference[mismatched], -1)[:, -2:]
-        margins = (top2[:, 1] - top2[:, 0]).round(5).tolist()
-        raise AssertionError(f"top-1 differs at positions {mismatched.tolist()}; reference margins {margins}")
-    return float(np.abs(ours - reference).max())
-
-
 def _edited_copy(checkpoint: Path, directory: Path, edit) -> Path:
     """A copy of the checkpoint with `edit` applied to its config.json."""
     shutil.copytree(checkpoint, directory)
@@ -125,13 +114,13 @@ def test_f32_logits_match_transformers_with_short_and_long_factors(key, checkpoi
     short = transformers_ids(checkpoint, VARIED_TEXT)
     assert 300 <= len(short) <= ORIGINAL_CONTEXT
     short_reference = transformers_logits(checkpoint, short)
-    diff = _compare(llama_logits(f32_gguf, short, n_ctx=ORIGINAL_CONTEXT), short_reference)
+    diff = top1_then_max_diff(llama_logits(f32_gguf, short, n_ctx=ORIGINAL_CONTEXT), short_reference)
     assert diff < MAX_ABS_LOGIT_DIFF, ("short factors", diff)
 
     long = transformers_ids(checkpoint, VARIED_TEXT * 2)
     assert len(long) > ORIGINAL_CONTEXT and long[: len(short)] == short
     long_reference = transformers_logits(checkpoint, long)
-    diff = _compare(llama_logits(f32_gguf, long, n_ctx=2 * ORIGINAL_CONTEXT), long_reference)
+    diff = top1_then_max_diff(llama_logits(f32_gguf, long, n_ctx=2 * ORIGINAL_CONTEXT), long_reference)
     assert diff < MAX_ABS_LOGIT_DIFF, ("long factors", diff)
     # The two regimes really differ on the same tokens, so each comparison above checks its factors.
     regimes_apart = float(np.abs(long_reference[: len(short)] - short_reference).max())
