@@ -49,7 +49,9 @@ def test_run_over_two_servers_prints_the_local_text_and_shows_the_split(models_h
         assert shown.exit_code == 0 and shown.stdout.strip() == ours["text"].strip()
         assert "on RPC1 (127.0.0.1:" in shown.stderr
 
-        bench = invoke("bench", SMOL, "-p", "16", "-n", "4", "-r", "1", "--rpc", endpoints(servers))
+        bench = invoke(
+            "bench", SMOL, "-p", "16", "-n", "4", "-r", "1", "--no-save", "--rpc", endpoints(servers)
+        )
         assert bench.exit_code == 0, bench.output
         assert "CPU,RPC" in bench.stdout and "| RPC1 " in bench.stdout
 

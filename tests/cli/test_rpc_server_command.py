@@ -12,6 +12,7 @@ import psutil
 
 from ondevice.runtime.rpc_client import check_server, parse_endpoint
 from tests.support.cli import invoke, one_error_line
+from tests.support.processes import default_sigint
 from tests.support.readme import json_fields
 from tests.support.rpc import assert_gone, free_port, rpc_servers
 
@@ -37,6 +38,7 @@ def test_rpc_server_prints_its_status_line_serves_and_ends_cleanly_on_ctrl_c(iso
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=default_sigint,
     )
     try:
         status = json.loads(proc.stdout.readline())  # type: ignore[union-attr]

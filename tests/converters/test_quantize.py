@@ -26,6 +26,7 @@ from ondevice.store import Store
 from tests.support.cli import invoke, one_error_line
 from tests.support.gguf_samples import write_tiny_gguf
 from tests.support.models import SMOL
+from tests.support.processes import default_sigint
 
 pytestmark = pytest.mark.models
 
@@ -157,6 +158,7 @@ def test_an_interrupted_quantize_leaves_nothing_and_the_next_run_completes(sig, 
         start_new_session=True,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
+        preexec_fn=default_sigint,
     )
     try:
         deadline = time.monotonic() + 60

@@ -23,7 +23,7 @@ from ondevice.server.serving import serving_in_thread
 
 def fake_model(name: str, kind: Kind = Kind.INSTRUCT) -> ResolvedModel:
     """A ResolvedModel for a model that is never loaded for real (its backend is a fake)."""
-    summary: Any = SimpleNamespace(file_type_name="Q4_0", file_size=1000)
+    summary: Any = SimpleNamespace(file_type_name="Q4_0", file_size=1000, metadata={})
     return ResolvedModel(name, name, Path(f"/nonexistent/{name}.gguf"), kind, "test", summary)
 
 
