@@ -136,11 +136,15 @@ def check_split(
     logits_row = shape.n_vocab * 4
     needed = [0] * (len(remote) + 1)  # index 0: this machine
     layers = [0] * (len(remote) + 1)
+
+    def slot_of(device: int | None) -> int:  # slot 0 is this machine, then the servers in order
+        return 0 if device is None else device + 1
+
     for layer, heads in enumerate(shape.kv_heads):
-        slot = 0 if placed[layer] is None else placed[layer] + 1  # type: ignore[operator]
+        slot = slot_of(placed[layer])
         needed[slot] += per_layer[layer] + int(heads * (shape.key_dim + shape.value_dim) * n_ctx * kv_elem)
         layers[slot] += 1
-    out_slot = 0 if placed[-1] is None else placed[-1] + 1  # type: ignore[operator]
+    out_slot = slot_of(placed[-1])
     embeddings = sum(t.n_bytes for t in summary.tensors if t.name.startswith("token_embd"))
     others = summary.tensor_bytes - sum(per_layer) - embeddings  # output norm and weight, when untied
     if out_slot:

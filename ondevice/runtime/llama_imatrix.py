@@ -14,7 +14,7 @@ from __future__ import annotations
 import ctypes
 import functools
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import llama_cpp
 import numpy as np
@@ -196,7 +196,7 @@ class ImatrixCollector:
             raise ValueError(f"{tensor.name.decode(errors='replace')} is ggml type {tensor.type}, not {want}")
         nbytes = self.ggml.lib.ggml_nbytes(address)
         if tensor.buffer and self.ggml.lib.ggml_backend_buffer_is_host(tensor.buffer) and tensor.data:
-            raw: object = (ctypes.c_char * nbytes).from_address(tensor.data)
+            raw: Any = (ctypes.c_char * nbytes).from_address(tensor.data)
         else:
             copy = np.empty(nbytes, dtype=np.uint8)
             self.ggml.lib.ggml_backend_tensor_get(address, copy.ctypes.data, 0, nbytes)
@@ -204,7 +204,7 @@ class ImatrixCollector:
         return np.ndarray(
             shape=tuple(int(n) for n in reversed(tensor.ne)),
             dtype=dtype,
-            buffer=raw,  # type: ignore[arg-type]
+            buffer=raw,
             strides=tuple(int(n) for n in reversed(tensor.nb)),
         )
 

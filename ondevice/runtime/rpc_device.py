@@ -10,6 +10,7 @@ a mismatch is detected and refused, never guessed.
 from __future__ import annotations
 
 import ctypes
+from typing import Any
 
 from ..errors import OndeviceError
 from .llama_ggml import START_SERVER, lib, rpc_proc
@@ -44,13 +45,13 @@ def _offering(cpu: int, memory: int) -> int:
     address = ctypes.addressof(device)
 
     @GET_MEMORY
-    def get_memory(dev, free, total):  # type: ignore[no-untyped-def]
+    def get_memory(dev: int | None, free: Any, total: Any) -> None:
         real_memory(cpu, free, total)
         free[0] = min(free[0], memory)
         total[0] = memory
 
     @INIT_BACKEND
-    def init_backend(dev, params):  # type: ignore[no-untyped-def]
+    def init_backend(dev: int | None, params: bytes | None) -> int | None:
         backend = real_init(cpu, params)
         if backend:
             slots = ctypes.cast(backend, ctypes.POINTER(ctypes.c_void_p))
