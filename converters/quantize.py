@@ -142,11 +142,13 @@ def quantize(
     if unmatrixed and imatrix is None:
         raise QuantizeError(
             f"{', '.join(unmatrixed)} {'needs' if len(unmatrixed) == 1 else 'need'} an importance matrix "
-            "(llama.cpp refuses to write one without it): pass --imatrix FILE"
+            "(llama.cpp refuses to write one without it): pass --imatrix FILE or --imatrix auto"
         )
     if overrides is not None:
         check_overrides(overrides, model.summary, model.display_name, with_matrix=imatrix is not None)
-    matrix = resolve_matrix(imatrix, model, store, progress)
+    # `auto` computes a matrix: not for levels whose quantizer would ignore it.
+    wanted_matrix = imatrix if any(level.uses_matrix for level in wanted) else None
+    matrix = resolve_matrix(wanted_matrix, model, store, progress)
     if matrix is not None:
         check_matrix(matrix, model.summary, model.display_name)
 
@@ -237,7 +239,7 @@ def quantize(
         notes = []
         if requantizing:
             notes.append(f"requantized from {source_quant}: quality is capped by the source's")
-        if matrix is not None and level_matrix is None:
+        if imatrix is not None and not level.uses_matrix:
             notes.append(f"{level.name} does not use an importance matrix: written as the plain {level.name}")
         if fallbacks:
             notes.append(f"{fallbacks} tensors fell back to another type (rows not divisible by the block)")

@@ -216,6 +216,10 @@ def test_a_level_the_matrix_cannot_change_is_written_plain_and_says_so(
 ):
     (result,) = quantize(str(smol_f16_path), "q8_0", imatrix=smol_matrix)
     assert result.ref == f"{NAME}:Q8_0" and "does not use an importance matrix" in result.notes[0]
+    # `auto` computes nothing for it: no matrix is cached anywhere.
+    (auto,) = quantize(str(smol_f16_path), "q8_0", imatrix="auto")
+    assert "does not use an importance matrix" in auto.notes[0]
+    assert not list(smol_f16_path.parent.glob("*.imatrix")) and not list(isolated_home.rglob("*.imatrix"))
     entry = Store().find(NAME, "Q8_0")
     assert entry.manifest.imatrix is None
     assert not any(key.startswith("quantize.imatrix") for key in read_gguf(entry.path).metadata)
