@@ -54,7 +54,9 @@ def list_models(out: Output) -> None:
             Column("model", "ref"),
             Column("kind", "kind"),
             Column("arch", "architecture", lambda a: a or "?"),
-            Column("params", "parameter_count", lambda n: f"{n / 1e6:.0f}M"),
+            Column(
+                "params", "parameter_count", lambda n: f"{n / 1e6:.0f}M" if n >= 1e6 else f"{n / 1e3:.0f}K"
+            ),
             Column("size", "file_size_bytes", format_bytes),
             Column("bits/weight", "bits_per_weight", lambda b: f"{b:.2f}"),
             Column("source", "source"),
