@@ -47,27 +47,6 @@ class ImatrixRun:
         return self.tokens / self.seconds if self.seconds > 0 else 0.0
 
 
-def compute_imatrix(
-    ref: str | ResolvedModel,
-    text: str | None = None,
-    chunks: int | None = None,
-    n_ctx: int = DEFAULT_CTX,
-    progress: ProgressFn | None = None,
-    *,
-    dataset: str | None = None,
-    options: LoadOptions | None = None,
-    cancel: Event | None = None,
-    store: Store | None = None,
-) -> ImportanceMatrix:
-    """The importance matrix of model `ref` over `text` (None: the standard library's module
-    docstrings, see calibration_text), from its first `chunks` chunks of `n_ctx` tokens (None: all).
-    `dataset` names the text in the matrix (a file's name; the default text names itself)."""
-    run = run_imatrix(
-        ref, text, chunks, n_ctx, progress, dataset=dataset, options=options, cancel=cancel, store=store
-    )
-    return run.matrix
-
-
 def run_imatrix(
     ref: str | ResolvedModel,
     text: str | None = None,
@@ -80,7 +59,10 @@ def run_imatrix(
     cancel: Event | None = None,
     store: Store | None = None,
 ) -> ImatrixRun:
-    """`compute_imatrix`, with the time the chunks took (for the CLI and the benchmark)."""
+    """The importance matrix of model `ref` over `text` (None: the standard library's module
+    docstrings, see calibration_text), from its first `chunks` chunks of `n_ctx` tokens (None: all),
+    with the time the chunks took. `dataset` names the text in the matrix (a file's name; the default
+    text names itself)."""
     if n_ctx < MIN_CTX:
         raise ImatrixError(f"the chunk size must be at least {MIN_CTX} tokens, not {n_ctx}")
     if chunks is not None and chunks < 1:
@@ -177,6 +159,6 @@ def cached_imatrix(
             return path
         except ImatrixError:
             pass  # a damaged cache is computed again
-    matrix = compute_imatrix(model, text, chunks, n_ctx, progress, dataset=dataset, options=options)
+    matrix = run_imatrix(model, text, chunks, n_ctx, progress, dataset=dataset, options=options).matrix
     path.parent.mkdir(parents=True, exist_ok=True)
     return write_imatrix(matrix, path)

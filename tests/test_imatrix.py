@@ -9,7 +9,7 @@ import pytest
 
 from ondevice.calibration_text import default_dataset, stdlib_docstrings
 from ondevice.errors import UnknownReferenceError
-from ondevice.imatrix import cache_key, cache_path, cached_imatrix, compute_imatrix, run_imatrix
+from ondevice.imatrix import cache_key, cache_path, cached_imatrix, run_imatrix
 from ondevice.imatrix_file import ImatrixError, ImportanceMatrix, check_for_model, read_imatrix, write_imatrix
 from ondevice.refs import ResolvedModel
 from ondevice.runtime import extra_bufts
@@ -28,7 +28,7 @@ ONE_THREAD = LoadOptions(n_threads=1)
 @pytest.fixture(scope="module")
 def collected(smol_f16: ResolvedModel) -> ImportanceMatrix:
     """Two chunks of 128 tokens of the default text (the standard library's docstrings)."""
-    return compute_imatrix(smol_f16, None, CHUNKS, N_CTX)
+    return run_imatrix(smol_f16, None, CHUNKS, N_CTX).matrix
 
 
 def _weights(model: ResolvedModel) -> dict[str, list[int]]:
@@ -107,7 +107,7 @@ def test_collection_survives_the_extra_buffer_type_crash(smol_f16, collected, mo
     buffer types, and the chunk is collected again: the same matrix comes out (to the rounding of
     llama.cpp's other kernels)."""
     monkeypatch.setenv(FAULT_ENV, "SIGILL:extra-bufts")
-    again = compute_imatrix(smol_f16, None, CHUNKS, N_CTX)
+    again = run_imatrix(smol_f16, None, CHUNKS, N_CTX).matrix
     assert extra_bufts.recorded() is not None  # the worker did die, and the collection went on
     assert again.entries.keys() == collected.entries.keys()
     for name, entry in collected.entries.items():
@@ -165,7 +165,7 @@ def test_expert_weights_get_one_row_of_sums_and_one_count_per_expert(smol, tmp_p
     routed there. Each token reaches N_EXPERT_USED experts, and the router saw each token once: the
     experts' sums add up to N_EXPERT_USED times the router's."""
     model = write_tiny_moe(tmp_path / "moe.gguf", smol.path)
-    matrix = compute_imatrix(str(model), stdlib_docstrings()[:8000], 2, 64, options=ONE_THREAD)
+    matrix = run_imatrix(str(model), stdlib_docstrings()[:8000], 2, 64, options=ONE_THREAD).matrix
     weights = {t.name: [int(n) for n in t.shape] for t in gguf.GGUFReader(model).tensors}
     check_for_model(matrix, weights, "tiny moe")
     for i in range(N_LAYERS):
@@ -191,4 +191,4 @@ def test_bad_text_is_one_clear_error(smol_f16, text, message):
 
 def test_an_unknown_reference_is_refused_before_any_work(isolated_home):
     with pytest.raises(UnknownReferenceError):
-        compute_imatrix("no-such-model:F16", "text " * 100, 1, 32)
+        run_imatrix("no-such-model:F16", "text " * 100, 1, 32)
