@@ -23,14 +23,12 @@ from ondevice.runtime.protocol import GenerationParams, LoadOptions
 from tests.support.checkpoints import rebuild
 from tests.support.convert import (
     TOKENIZER_TEXTS,
-    VARIED_TEXT,
+    assert_same_token_ids,
     build_tiny_qwen2,
     build_tiny_qwen3,
     llama_ids,
-    llama_logits,
-    top1_then_max_diff,
     transformers_ids,
-    transformers_logits,
+    varied_text_logit_diff,
 )
 
 pytest.importorskip("transformers")
@@ -88,18 +86,13 @@ def f32_ggufs(checkpoints, tmp_path_factory) -> dict[str, Path]:
 
 @pytest.mark.parametrize("key", KEYS)
 def test_f32_logits_match_transformers(key, checkpoints, f32_ggufs):
-    ids = transformers_ids(checkpoints[key], VARIED_TEXT)
-    assert len(ids) >= 300
-    reference = transformers_logits(checkpoints[key], ids)
-    diff = top1_then_max_diff(llama_logits(f32_ggufs[key], ids), reference)
+    diff = varied_text_logit_diff(checkpoints[key], f32_ggufs[key])
     assert diff < MAX_ABS_LOGIT_DIFF[key], diff
 
 
 @pytest.mark.parametrize("key", KEYS)
 def test_tokenizer_round_trip_matches_transformers(key, checkpoints, f32_ggufs):
-    ours = llama_ids(f32_ggufs[key], TOKENIZER_TEXTS)
-    for text, got in zip(TOKENIZER_TEXTS, ours, strict=True):
-        assert got == transformers_ids(checkpoints[key], text), text
+    assert_same_token_ids(checkpoints[key], f32_ggufs[key])
 
 
 def test_metadata_carries_tokenizer_specials_and_template(f32_ggufs):

@@ -91,17 +91,21 @@ QWEN2_SPLIT = (
 )
 
 
-def _qwen_tokenizer():
-    """A small byte-level BPE trained on the varied text, set up the way Qwen2's and Qwen3's own are
-    (the same split regex, ByteLevel without its own regex, ChatML specials and template)."""
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
+CHATML_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
 
-    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-    tokenizer = Tokenizer(models.BPE())
+
+def trained_byte_level_bpe(split_regex: str, specials: list[str], ignore_merges: bool = False):
+    """A small byte-level BPE (a `tokenizers.Tokenizer`) trained on the tokenizer texts, splitting as
+    `split_regex` does, then ByteLevel without its own regex: how Qwen2/3 and Llama 3 set theirs up."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tokenizer = Tokenizer(models.BPE(ignore_merges=ignore_merges))
     tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
         [
-            pre_tokenizers.Split(Regex(QWEN2_SPLIT), behavior="isolated"),
+            pre_tokenizers.Split(Regex(split_regex), behavior="isolated"),
             pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
         ]
     )
@@ -110,13 +114,19 @@ def _qwen_tokenizer():
         vocab_size=600, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
     )
     tokenizer.train_from_iterator(TOKENIZER_TEXTS * 4, trainer)
+    return tokenizer
+
+
+def _qwen_tokenizer():
+    """A small byte-level BPE trained on the varied text, set up the way Qwen2's and Qwen3's own are
+    (the same split regex, ByteLevel without its own regex, ChatML specials and template)."""
+    from transformers import PreTrainedTokenizerFast
+
+    tokenizer = trained_byte_level_bpe(QWEN2_SPLIT, ["<|endoftext|>", "<|im_start|>", "<|im_end|>"])
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tokenizer, eos_token="<|endoftext|>", pad_token="<|endoftext|>"
     )
-    fast.chat_template = (
-        "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
-        "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-    )
+    fast.chat_template = CHATML_TEMPLATE
     return fast
 
 
@@ -186,3 +196,18 @@ def top1_then_max_diff(ours: np.ndarray, reference: np.ndarray) -> float:
         margins = (top2[:, 1] - top2[:, 0]).round(5).tolist()
         raise AssertionError(f"top-1 differs at positions {mismatched.tolist()}; reference margins {margins}")
     return float(np.abs(ours - reference).max())
+
+
+def varied_text_logit_diff(checkpoint: Path, gguf: Path) -> float:
+    """transformers' and llama.cpp's F32 logits on the varied text (300 tokens or more): the max |diff|,
+    once the top-1 token is the same at every position."""
+    ids = transformers_ids(checkpoint, VARIED_TEXT)
+    assert len(ids) >= 300
+    return top1_then_max_diff(llama_logits(gguf, ids), transformers_logits(checkpoint, ids))
+
+
+def assert_same_token_ids(checkpoint: Path, gguf: Path) -> None:
+    """llama.cpp tokenizes every tokenizer text as transformers does."""
+    ours = llama_ids(gguf, TOKENIZER_TEXTS)
+    for text, got in zip(TOKENIZER_TEXTS, ours, strict=True):
+        assert got == transformers_ids(checkpoint, text), text

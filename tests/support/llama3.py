@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tests.support.convert import TOKENIZER_TEXTS
+from tests.support.convert import CHATML_TEMPLATE, trained_byte_level_bpe
 
 LLAMA3_SPLIT = (
     "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*"
@@ -46,22 +46,11 @@ def llama3_tokenizer(bos: bool = True, chatml: bool = False):
     """A small byte-level BPE trained on the varied text, set up as Llama 3's own is (its split regex,
     ByteLevel without its own regex, ignore_merges, `<|begin_of_text|>` prepended by the post-processor
     when `bos`). `chatml` adds the ChatML specials and template SmolLM3 uses."""
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from tokenizers import processors
     from transformers import PreTrainedTokenizerFast
 
     specials = LLAMA3_SPECIALS + (CHATML_SPECIALS if chatml else [])
-    tokenizer = Tokenizer(models.BPE(ignore_merges=True))
-    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
-        [
-            pre_tokenizers.Split(Regex(LLAMA3_SPLIT), behavior="isolated"),
-            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-        ]
-    )
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=600, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
-    )
-    tokenizer.train_from_iterator(TOKENIZER_TEXTS * 4, trainer)
+    tokenizer = trained_byte_level_bpe(LLAMA3_SPLIT, specials, ignore_merges=True)
     if bos:
         bos_id = tokenizer.token_to_id(BEGIN_OF_TEXT)
         tokenizer.post_processor = processors.TemplateProcessing(
@@ -74,10 +63,7 @@ def llama3_tokenizer(bos: bool = True, chatml: bool = False):
         tokenizer_object=tokenizer, bos_token=BEGIN_OF_TEXT if bos else None, eos_token=eos
     )
     if chatml:
-        fast.chat_template = (
-            "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
-            "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-        )
+        fast.chat_template = CHATML_TEMPLATE
     return fast
 
 
