@@ -18,6 +18,7 @@ from ondevice.manifest import Manifest
 from ondevice.planning.model_pairs import ModelPair, load_model_pair, model_pairs
 from ondevice.planning.profile_files import list_profiles
 from ondevice.progress import ProgressFn
+from ondevice.quant_names import quant_name
 from ondevice.refs import pull_bundled
 from ondevice.store import Store, StoreEntry
 
@@ -25,6 +26,7 @@ from . import hub_gguf
 from .hf_to_gguf import OutType, convert
 from .hub_rules import HubRef, parse_hub_ref
 from .quantize import parse_levels, quantize
+from .quantize_options import AUTO
 
 __all__ = ["PullError", "PullResult", "PulledFile", "find_pair", "pull_pair"]
 
@@ -117,6 +119,7 @@ def pull_pair(
     kinds: tuple[str, ...] | list[str] = ROLES,
     outtype: OutType | str = OutType.F16,
     convert_only: bool = False,
+    imatrix: str | None = None,
     progress: ProgressFn | None = None,
     notify: Callable[[str], None] | None = None,
 ) -> PullResult:
@@ -125,8 +128,9 @@ def pull_pair(
     `levels` defaults to the profile's ladder; a level equal to `outtype` is the conversion itself. A role
     whose profile names a GGUF repo (`base_gguf`, `instruct_gguf`) is pulled from it instead, at each of
     `levels` (default Q4_K_M, llama.cpp's), unless `convert_only`. All arguments are checked before
-    anything is downloaded. `progress` hears every step's events, each
-    task named after its role ("base: quantize ...").
+    anything is downloaded. `imatrix="auto"` quantizes each converted model with its own importance
+    matrix (files named LEVEL-imat); a ladder level that needs one is refused without it. `progress`
+    hears every step's events, each task named after its role ("base: quantize ...").
     """
     pair = find_pair(pair_name)
     store = store or Store()
@@ -147,6 +151,12 @@ def pull_pair(
     names = wanted.split(",") if isinstance(wanted, str) else list(wanted)
     names = [n.strip() for n in names if n.strip() and n.strip().lower() != outtype.value]
     ladder = parse_levels(names) if names else []
+    if imatrix is not None and imatrix.lower() != AUTO:
+        raise PullError(
+            "a family's base and instruct models each need their own importance matrix: use --imatrix "
+            "auto, or quantize each converted model with `ondevice quantize NAME:F16 --imatrix FILE`"
+        )
+    matrix = AUTO if imatrix is not None else None
     sources = {
         role: (pair.base, pair.base_revision) if role == "base" else (pair.instruct, pair.instruct_revision)
         for role in roles
@@ -167,6 +177,17 @@ def pull_pair(
             targets[role] = hub_gguf.store_name(gguf_repo)
         elif not repo.startswith("bundled:"):
             targets[role] = parse_hub_ref(f"{repo}@{revision or 'main'}").name  # a bad ref fails now
+    converting = [
+        r for r, (repo, _) in sources.items() if r not in gguf_repos and not repo.startswith("bundled:")
+    ]
+    unmatrixed = [level.name for level in ladder if level.needs_matrix]
+    if converting and unmatrixed and matrix is None:
+        raise PullError(
+            f"{', '.join(unmatrixed)} {'needs' if len(unmatrixed) == 1 else 'need'} an importance matrix: "
+            f"add --imatrix auto (each model's own, computed from its {outtype.name})"
+        )
+    if matrix is not None and not (converting and ladder):
+        result.notes.append("--imatrix applies to levels quantized here; no model of this pull is quantized")
     if len(set(targets.values())) < len(targets):
         targets = {role: f"{name}-{role}" for role, name in targets.items()}
 
@@ -217,9 +238,14 @@ def pull_pair(
             continue
 
         source_sha = entry.manifest.sha256
-        made = [_quantized_before(store, targets[role], level.name, source_sha) for level in ladder]
+        quants = [
+            quant_name(level.name, imatrix=matrix is not None and level.uses_matrix) for level in ladder
+        ]
+        made = [_quantized_before(store, targets[role], quant, source_sha) for quant in quants]
         todo = [level.name for level, done in zip(ladder, made, strict=True) if done is None]
-        fresh = iter(quantize(converted.ref, todo, store=store, progress=as_role) if todo else [])
+        fresh = iter(
+            quantize(converted.ref, todo, store=store, progress=as_role, imatrix=matrix) if todo else []
+        )
         for done in made:
             if done is None:
                 quantized = next(fresh)
@@ -238,10 +264,10 @@ def _as_role(role: str, progress: ProgressFn | None) -> ProgressFn | None:
     return lambda event: progress(replace(event, task=f"{role}: {event.task}"))
 
 
-def _quantized_before(store: Store, name: str, level: str, source_sha256: str) -> StoreEntry | None:
-    """The store's NAME:LEVEL when it was quantized from the very same source file."""
+def _quantized_before(store: Store, name: str, quant: str, source_sha256: str) -> StoreEntry | None:
+    """The store's NAME:QUANT when it was quantized from the very same source file."""
     try:
-        entry = store.find(name, level)
+        entry = store.find(name, quant)
     except OndeviceError:
         return None
     return entry if entry.manifest.extra.get("source_sha256") == source_sha256 else None

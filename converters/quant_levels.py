@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import gguf
 
+from ondevice.quant_names import LEVEL_NAMES
+
 from .gguf_levels import LEVEL_BITS
 from .quantize_options import QuantizeError
 
@@ -20,9 +22,7 @@ class Level:
     name: str  # the level's name, e.g. "Q4_K_M"
     ftype: gguf.LlamaFileType
     nominal_bpw: float
-    # llama.cpp refuses it without a matrix: its mixture holds IQ1/IQ2/IQ3_XXS tensors, or Q2_K ones
-    # in a Q2_K_S file (tensor_requires_imatrix and llama_tensor_get_type_impl in src/llama-quant.cpp).
-    needs_matrix: bool = False
+    needs_matrix: bool = False  # llama.cpp refuses to write it without an importance matrix
 
     @property
     def uses_matrix(self) -> bool:
@@ -31,47 +31,39 @@ class Level:
         return self.name not in ("F32", "F16", "BF16", "Q8_0")
 
 
-def _level(name: str, nominal_bpw: float | None = None, needs_matrix: bool = False) -> Level:
-    bpw = LEVEL_BITS[name] if nominal_bpw is None else nominal_bpw
-    return Level(name, gguf.LlamaFileType[f"MOSTLY_{name}"], bpw, needs_matrix)
-
-
-LEVELS: dict[str, Level] = {
-    level.name.lower(): level
-    for level in (
-        Level("F32", gguf.LlamaFileType.ALL_F32, 32.0),
-        _level("F16", 16.0),
-        _level("BF16", 16.0),
-        _level("Q8_0", 8.5),
-        _level("Q6_K", 6.56),
-        _level("Q5_K_M", 5.7),
-        _level("Q5_K_S", 5.5),
-        _level("Q5_0", 5.5),
-        _level("Q5_1", 6.0),
-        _level("Q4_K_M", 4.9),
-        _level("Q4_K_S", 4.6),
-        _level("Q4_0", 4.5),
-        _level("Q4_1", 5.0),
-        _level("Q3_K_L", 4.3),
-        _level("Q3_K_M", 3.9),
-        _level("Q3_K_S", 3.5),
-        _level("Q2_K", 3.35),
-        # i-quants and Q2_K_S: nominal bits per weight from llama.cpp's quantize table (gguf_levels).
-        _level("IQ4_NL"),
-        _level("IQ4_XS"),
-        _level("IQ3_M"),
-        _level("IQ3_S"),
-        _level("IQ3_XS", needs_matrix=True),  # its middle layers' ffn_gate/ffn_up are IQ3_XXS
-        _level("IQ3_XXS", needs_matrix=True),
-        _level("IQ2_M", needs_matrix=True),  # mostly IQ2_S
-        _level("IQ2_S", needs_matrix=True),
-        _level("IQ2_XS", needs_matrix=True),
-        _level("IQ2_XXS", needs_matrix=True),
-        _level("IQ1_M", needs_matrix=True),
-        _level("IQ1_S", needs_matrix=True),
-        _level("Q2_K_S", needs_matrix=True),
-    )
+# Nominal bits per weight where a level's own differs from llama.cpp's quantize table (gguf_levels),
+# which is measured on Llama-3-8B's mixture.
+_NOMINAL_BPW = {
+    "F32": 32.0,
+    "F16": 16.0,
+    "BF16": 16.0,
+    "Q8_0": 8.5,
+    "Q6_K": 6.56,
+    "Q5_K_M": 5.7,
+    "Q5_K_S": 5.5,
+    "Q5_0": 5.5,
+    "Q5_1": 6.0,
+    "Q4_K_M": 4.9,
+    "Q4_K_S": 4.6,
+    "Q4_0": 4.5,
+    "Q4_1": 5.0,
+    "Q3_K_L": 4.3,
+    "Q3_K_M": 3.9,
+    "Q3_K_S": 3.5,
+    "Q2_K": 3.35,
 }
+# llama.cpp refuses these without a matrix (tensor_requires_imatrix and llama_tensor_get_type_impl in
+# src/llama-quant.cpp): their mixtures hold IQ1/IQ2/IQ3_XXS tensors, or Q2_K ones in a Q2_K_S file.
+# IQ3_XS's middle layers' ffn_gate/ffn_up are IQ3_XXS; IQ2_M is mostly IQ2_S.
+_NEED_MATRIX = {"IQ3_XS", "IQ3_XXS", "IQ2_M", "IQ2_S", "IQ2_XS", "IQ2_XXS", "IQ1_M", "IQ1_S", "Q2_K_S"}
+
+
+def _level(name: str) -> Level:
+    ftype = gguf.LlamaFileType.ALL_F32 if name == "F32" else gguf.LlamaFileType[f"MOSTLY_{name}"]
+    return Level(name, ftype, _NOMINAL_BPW.get(name, LEVEL_BITS[name]), name in _NEED_MATRIX)
+
+
+LEVELS: dict[str, Level] = {name.lower(): _level(name) for name in LEVEL_NAMES}
 
 
 def parse_levels(text: str | list[str] | tuple[str, ...]) -> list[Level]:

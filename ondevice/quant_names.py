@@ -16,6 +16,42 @@ class QuantTag(str, enum.Enum):
     CUSTOM = "custom"  # some tensors' types chosen by hand (--tensor-type and the like)
 
 
+# The levels llama.cpp's quantizer writes (`llama-quantize`'s names, less the ternary and test types),
+# best first; F32, BF16 and F16 are what a converter writes. Profiles' ladders and `quantize --levels`
+# take these.
+LEVEL_NAMES = (
+    "F32",
+    "BF16",
+    "F16",
+    "Q8_0",
+    "Q6_K",
+    "Q5_K_M",
+    "Q5_K_S",
+    "Q5_1",
+    "Q5_0",
+    "Q4_K_M",
+    "Q4_K_S",
+    "Q4_1",
+    "Q4_0",
+    "IQ4_NL",
+    "IQ4_XS",
+    "Q3_K_L",
+    "Q3_K_M",
+    "IQ3_M",
+    "Q3_K_S",
+    "IQ3_S",
+    "IQ3_XS",
+    "IQ3_XXS",
+    "Q2_K",
+    "IQ2_M",
+    "Q2_K_S",
+    "IQ2_S",
+    "IQ2_XS",
+    "IQ2_XXS",
+    "IQ1_M",
+    "IQ1_S",
+)
+
 # What llama-quantize (and ondevice) writes into a file quantized with a matrix (tools/quantize/quantize.cpp).
 KV_IMATRIX_FILE = "quantize.imatrix.file"
 KV_IMATRIX_DATASET = "quantize.imatrix.dataset"

@@ -216,6 +216,13 @@ def rpc_split(model, servers: tuple[str, ...]) -> dict:
     is_flag=True,
     help="Family only: convert the safetensors repos even where the profile names GGUF repos.",
 )
+@click.option(
+    "--imatrix",
+    type=click.Choice(["auto"], case_sensitive=False),
+    default=None,
+    help="Family only: quantize each converted model with its own importance matrix (files named "
+    "LEVEL-imat); needed by ladders with iq1_*, iq2_*, iq3_xxs, iq3_xs or q2_k_s.",
+)
 @click.option("--list", "list_levels", is_flag=True, help="hf: only: list the levels the GGUF repo has.")
 @click.option(
     "--only",
@@ -230,6 +237,7 @@ def pull(
     levels: str | None,
     outtype: str | None,
     force_convert: bool,
+    imatrix: str | None,
     list_levels: bool,
     only: str | None,
     out: Output,
@@ -250,16 +258,16 @@ def pull(
     store = Store()
     in_store = ref.partition(":")[0] in store.names()  # pulling a stored model again says so below
     family = not (in_store or ref.startswith(("bundled:", "hf:")) or _is_gguf_path(ref))
-    if not family and (levels or outtype or only or force_convert):
+    if not family and (levels or outtype or only or force_convert or imatrix):
         raise OndeviceError(
-            "--levels, --outtype, --only and --convert apply to a model family, not to " + ref
+            "--levels, --outtype, --only, --convert and --imatrix apply to a model family, not to " + ref
         )
     if list_levels and not ref.startswith("hf:"):
         raise OndeviceError("--list applies to a Hub repo of GGUF files (hf:ORG/REPO)")
     if family:
         if name:
             raise OndeviceError("--name applies to a .gguf file; a family's store names come from its repos")
-        _pull_family(ref, store, levels, outtype or "f16", only, force_convert, out)
+        _pull_family(ref, store, levels, outtype or "f16", only, force_convert, imatrix, out)
         return
     if ref.startswith("hf:"):
         _pull_hub_gguf(ref, store, name, list_levels, out)
@@ -342,6 +350,7 @@ def _pull_family(
     outtype: str,
     only: str | None,
     force_convert: bool,
+    imatrix: str | None,
     out: Output,
 ) -> None:
     # Imported here: the converters (and huggingface_hub) are only needed when a family is pulled.
@@ -355,6 +364,7 @@ def _pull_family(
             kinds=(only,) if only else ("base", "instruct"),
             outtype=outtype,
             convert_only=force_convert,
+            imatrix=imatrix,
             progress=progress,
             notify=progress.note,
         )

@@ -7,30 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import OndeviceError
+from ..quant_names import LEVEL_NAMES
 from .profile_files import INTERNAL, doc, find_profile, list_profiles, load_file
 
-__all__ = ["QUANT_LEVELS", "Architecture", "ModelPair", "load_model_pair", "model_pairs", "pairs_for"]
-
-# The levels llama.cpp's quantizer makes, plus the float types a converter writes.
-QUANT_LEVELS = (
-    "F32",
-    "BF16",
-    "F16",
-    "Q8_0",
-    "Q6_K",
-    "Q5_K_M",
-    "Q5_K_S",
-    "Q5_1",
-    "Q5_0",
-    "Q4_K_M",
-    "Q4_K_S",
-    "Q4_1",
-    "Q4_0",
-    "Q3_K_L",
-    "Q3_K_M",
-    "Q3_K_S",
-    "Q2_K",
-)
+__all__ = ["Architecture", "ModelPair", "load_model_pair", "model_pairs", "pairs_for"]
 
 
 @dataclass(frozen=True)
@@ -102,7 +82,7 @@ class ModelPair:
     ladder: tuple[str, ...] = field(
         default=("Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q3_K_M", "Q2_K"),
         metadata=doc(
-            "Quantization levels `ondevice quantize` makes by default, best first.", choices=QUANT_LEVELS
+            "Quantization levels `ondevice quantize` makes by default, best first.", choices=LEVEL_NAMES
         ),
     )
     notes: str = field(default="", metadata=doc("Anything a user should know before picking this pair."))

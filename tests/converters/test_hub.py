@@ -304,6 +304,57 @@ def test_pull_a_family_downloads_converts_and_quantizes_both(hub, isolated_home)
     assert all(Path(p).parent.name == "tiny-instruct" and Path(p).is_file() for p in paths)
 
 
+def test_pull_a_family_with_i_quants_in_its_ladder_and_an_importance_matrix(hub, isolated_home):
+    """A ladder may name i-quants; those that need a matrix are refused without --imatrix auto, before
+    anything is downloaded, and with it each model is quantized with its own matrix, once."""
+    hub.add("org/tiny-instruct", INSTRUCT)
+    write_pair(isolated_home, "tiny-pair", "main")
+    profile = isolated_home / "profiles" / "models" / "tiny-pair.toml"
+    profile.write_text(profile.read_text().replace('["Q8_0", "Q4_0"]', '["Q8_0", "IQ4_NL", "IQ2_XXS"]'))
+    pull = ("models", "pull", "tiny-pair", "--only", "instruct")
+    line = one_error_line(invoke(*pull))
+    assert line == (
+        "Error: IQ2_XXS needs an importance matrix: add --imatrix auto "
+        "(each model's own, computed from its F16)"
+    )
+    assert "is not 'auto'" in one_error_line(invoke(*pull, "--imatrix", "matrix.gguf"))
+    with pytest.raises(PullError, match="each need their own importance matrix: use --imatrix auto"):
+        pull_pair("tiny-pair", imatrix="matrix.gguf")
+    assert "apply to a model family" in one_error_line(
+        invoke("models", "pull", "bundled:x", "--imatrix", "auto")
+    )
+    assert hub.requests == []
+
+    result = invoke(*pull, "--imatrix", "auto", "--json")
+    assert result.exit_code == 0, result.output
+    files = json.loads(result.stdout)["files"]
+    # Q8_0's quantizer ignores a matrix, so its file is plain; the others are tagged and record it.
+    assert [f["ref"] for f in files] == [
+        "tiny-instruct:F16",
+        "tiny-instruct:Q8_0",
+        "tiny-instruct:IQ4_NL-imat",
+        "tiny-instruct:IQ2_XXS-imat",
+    ]
+    source = manifest_of(Path(files[0]["path"]))
+    matrices = set()
+    for f in files[2:]:
+        manifest = manifest_of(Path(f["path"]))
+        assert manifest.extra["source_sha256"] == source.sha256
+        assert manifest.imatrix is not None and manifest.imatrix.chunk_count > 0
+        matrices.add(manifest.imatrix.sha256)
+        assert (
+            read_gguf(Path(f["path"])).metadata["quantize.imatrix.entries_count"] == manifest.imatrix.entries
+        )
+    assert len(matrices) == 1  # computed once, for both levels
+    assert manifest_of(Path(files[1]["path"])).imatrix is None
+
+    written = {f["path"]: Path(f["path"]).stat().st_mtime_ns for f in files}
+    again = invoke(*pull, "--imatrix", "auto", "--json")
+    assert again.exit_code == 0, again.output
+    assert [f["path"] for f in json.loads(again.stdout)["files"]] == list(written)
+    assert {p: Path(p).stat().st_mtime_ns for p in written} == written
+
+
 def test_pull_checks_its_arguments_before_downloading(hub, isolated_home):
     write_pair(isolated_home, "tiny-pair", "main")
     line = one_error_line(invoke("models", "pull", "nope"))
