@@ -26,8 +26,9 @@ from ondevice.atomic import check_free_space
 from ondevice.errors import GGUFError
 from ondevice.gguf_summary import GGUFSummary
 from ondevice.kinds import Kind
-from ondevice.manifest import Manifest, Shard, check_name, describe
+from ondevice.manifest import Manifest, Shard, check_name, describe, imatrix_from_header
 from ondevice.progress import Phase, Progress, ProgressFn, Unit
+from ondevice.quant_names import base_level, file_quant_name, made_with_imatrix
 from ondevice.store import Store, StoreEntry
 from ondevice.units import format_bytes
 
@@ -308,6 +309,8 @@ def pull(
             retried = True
             tell(f"the cached {bad.file.name} does not match the Hub's sha256; downloading it again")
             paths[bad.file.name] = fetch(bad.file, force=True)
+    if made_with_imatrix(entry.manifest.quant):
+        tell(f"{files[0]} was quantized with an importance matrix: stored as {entry.manifest.ref}")
     return GGUFPull(entry, listing, choice, downloaded_bytes=missing, notes=notes)
 
 
@@ -356,7 +359,7 @@ def _add(
         manifest = describe(
             summary,
             name=target,
-            quant=choice.level,
+            quant=quant,
             source=f"{PREFIX}{ref.repo_id}@{listing.commit}",
             sha256=digests[choice.files[0].name],
             declared_kind=declared_kind,
@@ -368,18 +371,29 @@ def _add(
             "requested_revision": ref.revision,
             "requested_quant": ref.quant,
             "files": choice.names,
-            "level": choice.level,
+            "level": base_level(quant),
         }
         if len(choice.files) > 1:
             manifest.shards = [Shard("", digests[f.name], f.size) for f in choice.files]
+        manifest.imatrix = imatrix_from_header(summary.metadata)  # the verified copy's header
         return manifest
 
-    quant = choice.level
-    if quant is None:  # no level in the name: the file's own declared type names the entry
-        from ondevice.gguf_file import read_gguf
-
-        quant = read_gguf(paths[choice.files[0].name]).file_type_name or "unknown"
-        choice = GGUFChoice(quant, choice.files)
+    quant = _quant_name(choice, paths[choice.files[0].name])
     if len(writes) == 1:
         return store.add(target, quant, writes[0], choice.size, manifest_for)
     return store.add_split(target, quant, writes, choice.size, manifest_for)
+
+
+def _quant_name(choice: GGUFChoice, first: Path) -> str:
+    """The store name of the pulled file, read from its (first shard's) header before it is stored: the
+    level its name states, else the file type the header declares, tagged -imat when the publisher
+    quantized it with an importance matrix."""
+    from ondevice.gguf_file import read_gguf
+
+    try:
+        header = read_gguf(first)
+    except GGUFError:
+        # Not yet checked against the Hub's sha256: a damaged cached copy is fetched again when the copy
+        # into the store finds the mismatch, and an invalid file is refused by the store's own read.
+        return choice.level or "unknown"
+    return file_quant_name(choice.level or header.file_type_name or "unknown", header.metadata)

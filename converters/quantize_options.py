@@ -75,6 +75,7 @@ def load_matrix(path: str | Path) -> MatrixInput:
         chunk_count=matrix.chunk_count,
         chunk_size=matrix.chunk_size,
         entries=len(matrix.entries),
+        file=path.name,
     )
     return MatrixInput(matrix, record, path.name)
 

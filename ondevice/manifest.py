@@ -16,6 +16,7 @@ from .errors import StoreError
 from .gguf_split import split_name
 from .gguf_summary import GGUFSummary
 from .kinds import Kind, KindDecision, decide_kind
+from .quant_names import KV_IMATRIX_CHUNKS, KV_IMATRIX_DATASET, KV_IMATRIX_ENTRIES, KV_IMATRIX_FILE
 from .records import RecordError, from_dict
 
 STORE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -33,13 +34,15 @@ class Shard:
 @dataclass
 class ImatrixRecord:
     """The importance matrix a file was quantized with: which file (its sha256) and what it was
-    collected over."""
+    collected over. A file quantized elsewhere tells only what its GGUF header records (see
+    `imatrix_from_header`): what it cannot tell is left empty ("" or 0), never guessed."""
 
-    sha256: str
-    datasets: list[str]
-    chunk_count: int
-    chunk_size: int
-    entries: int  # weights it has statistics for
+    sha256: str = ""  # of the matrix file; unknown for a file quantized elsewhere
+    datasets: list[str] = field(default_factory=list)
+    chunk_count: int = 0
+    chunk_size: int = 0  # tokens per chunk; not in a quantized file's header
+    entries: int = 0  # weights it has statistics for
+    file: str = ""  # the matrix's file name, as the quantized file's header records it
 
 
 @dataclass
@@ -153,6 +156,26 @@ def sha256_file(path: Path) -> str:
         while block := handle.read(4 << 20):
             digest.update(block)
     return digest.hexdigest()
+
+
+def imatrix_from_header(metadata: dict[str, Any]) -> ImatrixRecord | None:
+    """The matrix a GGUF was quantized with, as llama-quantize records it in the header
+    (quantize.imatrix.*); None when the header records none."""
+    if KV_IMATRIX_ENTRIES not in metadata:
+        return None
+    dataset = metadata.get(KV_IMATRIX_DATASET)
+    # A string or an array of them; an array too long to list (ArrayInfo) names none we can show.
+    datasets = [dataset] if isinstance(dataset, str) else dataset if isinstance(dataset, list) else []
+    return ImatrixRecord(
+        datasets=[str(d) for d in datasets],
+        chunk_count=_count(metadata.get(KV_IMATRIX_CHUNKS)),
+        entries=_count(metadata.get(KV_IMATRIX_ENTRIES)),
+        file=str(metadata.get(KV_IMATRIX_FILE) or ""),
+    )
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 def describe(

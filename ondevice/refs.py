@@ -17,7 +17,7 @@ from .gguf_summary import GGUFSummary
 from .kinds import Kind, decide_kind
 from .manifest import Manifest, describe
 from .progress import ProgressFn
-from .quant_names import file_quant_name
+from .quant_names import base_level, file_quant_name
 from .store import Store, StoreEntry
 
 log = logging.getLogger("ondevice.refs")
@@ -146,7 +146,7 @@ def _from_hub_ref(ref: str, store: Store, choose: Choose | None) -> ResolvedMode
     repo = repo.split("@")[0]
     found = [e for e in store.entries() if e.manifest.source.removeprefix("hf:").split("@")[0] == repo]
     if quant:
-        found = [e for e in found if e.manifest.quant.lower() == quant.lower()]
+        found = _of_level(found, quant)
     if not found:
         have = f" at {quant.upper()}" if quant else ""
         raise UnknownReferenceError(
@@ -161,6 +161,16 @@ def _from_hub_ref(ref: str, store: Store, choose: Choose | None) -> ResolvedMode
             f"{ref} is in the store at several levels; name one as {ref}:QUANT: {have}"
         )
     return _resolved(ref, store, found[0])
+
+
+def _of_level(entries: list[StoreEntry], quant: str) -> list[StoreEntry]:
+    """The entries named `quant`; failing that, for a bare level (Q4_K_M), its tagged files
+    (Q4_K_M-imat): a file pulled from a repo whose publisher used an importance matrix is the one a
+    user asking for the repo's Q4_K_M means. A tagged name never falls back to the plain file."""
+    exact = [e for e in entries if e.manifest.quant.lower() == quant.lower()]
+    if exact or base_level(quant) != quant:
+        return exact
+    return [e for e in entries if base_level(e.manifest.quant).lower() == quant.lower()]
 
 
 def _chosen(label: str, entries: list[StoreEntry], choose: Choose) -> StoreEntry:
@@ -184,7 +194,12 @@ def _from_store(
         entry = store.find(name, quant)
     except UnknownReferenceError as exc:
         if name in store.names():
-            raise
+            files = [e for e in store.entries() if e.manifest.name == name]
+            tagged = _of_level(files, quant) if quant else []
+            if len(tagged) != 1:  # none, or several (-imat and -custom): the store's error names them
+                raise
+            log.info("%s: using %s, the only %s file of %s", ref, tagged[0].manifest.ref, quant, name)
+            return _resolved(ref, store, tagged[0])
         known = store.names() + [f"bundled:{n}" for n in bundled.BUNDLED]
         close = difflib.get_close_matches(name, known, n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else f"; known: {', '.join(known)}"

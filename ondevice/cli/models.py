@@ -10,7 +10,7 @@ import click
 
 from .. import bundled
 from ..errors import OndeviceError
-from ..manifest import QuantOverrides, check_name, describe, sha256_file
+from ..manifest import ImatrixRecord, QuantOverrides, check_name, describe, sha256_file
 from ..model_info import entry_row, model_info
 from ..planning.plan import plan_load
 from ..records import from_dict
@@ -168,13 +168,20 @@ def _print_info(data: dict[str, Any]) -> None:
 
 
 def _describe_imatrix(record: dict[str, Any]) -> str:
-    """One line: which matrix (its sha256) and what it was collected over."""
-    datasets = ", ".join(record["datasets"]) or "unnamed text"
-    count = record["chunk_count"]
-    chunks = f"{count} chunk{'' if count == 1 else 's'}" + (
-        f" of {record['chunk_size']} tokens" if record["chunk_size"] else ""
-    )
-    return f"sha256 {record['sha256'][:16]}…, {record['entries']} weights, {chunks} of {datasets}"
+    """One line: which matrix (its file, its sha256) and what it was collected over, as far as known (a
+    file quantized elsewhere tells only what its header records)."""
+    imatrix = from_dict(ImatrixRecord, record)
+    count = imatrix.chunk_count
+    chunks = f"{count} chunk{'' if count == 1 else 's'}" if count else ""
+    if chunks and imatrix.chunk_size:
+        chunks += f" of {imatrix.chunk_size} tokens"
+    parts = [
+        f"sha256 {imatrix.sha256[:16]}…" if imatrix.sha256 else "",
+        f"{imatrix.entries} weights" if imatrix.entries else "",
+        " of ".join(p for p in (chunks, ", ".join(imatrix.datasets)) if p),
+        f"file {imatrix.file}" if imatrix.file else "",
+    ]
+    return ", ".join(p for p in parts if p) or "yes (the file records no more)"
 
 
 def memory_estimate(model) -> dict:

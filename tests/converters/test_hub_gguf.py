@@ -16,7 +16,9 @@ from ondevice.converters.hub_rules import HubError, parse_hub_ref
 from ondevice.gguf_file import read_gguf
 from ondevice.gguf_split import read_gguf_model
 from ondevice.kinds import Kind
-from ondevice.manifest import sha256_file
+from ondevice.manifest import ImatrixRecord, imatrix_from_header, sha256_file
+from ondevice.records import from_dict
+from ondevice.refs import resolve
 from ondevice.store import Store
 from tests.support.cli import invoke, one_error_line
 from tests.support.gguf_samples import write_tiny_gguf
@@ -139,6 +141,101 @@ def test_pull_by_level_default_closest_list_and_twice(hub, hf_home, tmp_path, is
     cached = invoke("models", "pull", "hf:org/Tiny-1B-GGUF")
     assert cached.exit_code == 0, cached.output
     assert len(gguf_downloads(hub)) == 3 and path.is_file()
+
+
+IMATRIX_KV = {
+    "quantize.imatrix.file": "imatrix.gguf",
+    "quantize.imatrix.dataset": ["calibration_datav3.txt", "wiki.train.raw"],
+    "quantize.imatrix.entries_count": 196,
+    "quantize.imatrix.chunks_count": 125,
+}
+
+
+def test_a_file_quantized_with_an_importance_matrix_is_stored_as_such(hub, hf_home, tmp_path):
+    files = tiny_levels(tmp_path, ["Q8_0"])  # plain
+    imat = write_tiny_gguf(tmp_path / "imat.gguf", name="tiny imat", extra_kv=IMATRIX_KV)
+    files["Tiny-1B-Q4_K_M.gguf"] = imat.read_bytes()
+    hub.add("org/Tiny-1B-GGUF", files)
+
+    pulled = invoke("models", "pull", "hf:org/Tiny-1B-GGUF", "--json")
+    assert pulled.exit_code == 0, pulled.output
+    data = json.loads(pulled.stdout)
+    assert data["quant"] == "Q4_K_M-imat" and Path(data["path"]).name == "Q4_K_M-imat.gguf"
+    assert "quantized with an importance matrix: stored as Tiny-1B:Q4_K_M-imat" in pulled.stderr
+    entry = Store().find("Tiny-1B", "Q4_K_M-imat")
+    assert entry.manifest.extra["level"] == "Q4_K_M"
+    # What the header says, and nothing it does not (the matrix's sha256 and chunk size).
+    assert entry.manifest.imatrix == ImatrixRecord(
+        datasets=["calibration_datav3.txt", "wiki.train.raw"],
+        chunk_count=125,
+        entries=196,
+        file="imatrix.gguf",
+    )
+    assert (entry.manifest.imatrix.sha256, entry.manifest.imatrix.chunk_size) == ("", 0)
+
+    # Asked for by its level, as the repo names it: found, not downloaded again.
+    again = invoke("models", "pull", "hf:org/Tiny-1B-GGUF:Q4_K_M")
+    assert again.exit_code == 0 and "Tiny-1B:Q4_K_M-imat is already in the store" in again.stderr
+    assert gguf_downloads(hub) == ["Tiny-1B-Q4_K_M.gguf"]
+    for ref in ("Tiny-1B:Q4_K_M", "Tiny-1B:q4_k_m-IMAT", "hf:org/Tiny-1B-GGUF:Q4_K_M", "hf:org/Tiny-1B-GGUF"):
+        assert resolve(ref).path == entry.path, ref
+
+    info = invoke("models", "info", "Tiny-1B:Q4_K_M", "--json")
+    assert info.exit_code == 0, info.output
+    assert json.loads(info.stdout)["quant"] == "Q4_K_M-imat"
+    assert json.loads(info.stdout)["imatrix"]["datasets"] == IMATRIX_KV["quantize.imatrix.dataset"]
+    human = invoke("models", "info", "hf:org/Tiny-1B-GGUF:Q4_K_M-imat").stdout
+    line = "196 weights, 125 chunks of calibration_datav3.txt, wiki.train.raw, file imatrix.gguf"
+    assert line in " ".join(human.split()) and "sha256 …" not in human
+
+    # A plain file stays plain; a tagged name never falls back to it.
+    plain = invoke("models", "pull", "hf:org/Tiny-1B-GGUF:Q8_0", "--json")
+    assert plain.exit_code == 0 and json.loads(plain.stdout)["quant"] == "Q8_0"
+    assert Store().find("Tiny-1B", "Q8_0").manifest.imatrix is None
+    assert "imatrix" not in json.loads(invoke("models", "info", "Tiny-1B:Q8_0", "--json").stdout)
+    assert "has no Q8_0-imat file; it has: Q4_K_M-imat, Q8_0" in one_error_line(
+        invoke("models", "info", "Tiny-1B:Q8_0-imat")
+    )
+    # Two tagged files of the level: the bare level names neither.
+    _copy_entry(entry.manifest_path, "Q4_K_M-custom")
+    assert "has no Q4_K_M file; it has: Q4_K_M-custom, Q4_K_M-imat, Q8_0" in one_error_line(
+        invoke("models", "info", "Tiny-1B:Q4_K_M")
+    )
+    removed = invoke("models", "rm", "Tiny-1B:Q4_K_M-imat")
+    assert removed.exit_code == 0 and not entry.path.exists()
+
+
+def test_the_imatrix_record_reads_headers_and_older_manifests():
+    one = imatrix_from_header({"quantize.imatrix.entries_count": 7, "quantize.imatrix.dataset": "wiki"})
+    assert one == ImatrixRecord(datasets=["wiki"], entries=7)
+    assert imatrix_from_header({"quantize.imatrix.file": "m.dat"}) is None  # entries_count is the mark
+    older = {"sha256": SHA, "datasets": ["x"], "chunk_count": 2, "chunk_size": 512, "entries": 3}
+    assert from_dict(ImatrixRecord, older) == ImatrixRecord(SHA, ["x"], 2, 512, 3, file="")
+
+
+def _copy_entry(manifest_path: Path, quant: str) -> None:
+    """Another entry of the same model with the same bytes, under `quant`."""
+    data = json.loads(manifest_path.read_text())
+    gguf = manifest_path.with_name(data["file"])
+    data.update(quant=quant, file=f"{quant}.gguf")
+    gguf.with_name(data["file"]).write_bytes(gguf.read_bytes())
+    manifest_path.with_name(f"{quant}.json").write_text(json.dumps(data))
+
+
+def test_a_split_file_quantized_with_a_matrix_is_stored_as_such(hub, hf_home, tmp_path):
+    whole = write_tiny_gguf(tmp_path / "whole.gguf", n_layers=2, extra_kv=IMATRIX_KV)
+    shards = split_gguf(whole, tmp_path / "split", 2, stem="Tiny-1B-IQ4_XS")
+    hub.add("org/Tiny-1B-GGUF", {p.name: p.read_bytes() for p in shards})
+    pulled = invoke("models", "pull", "hf:org/Tiny-1B-GGUF:IQ4_XS", "--json")
+    assert pulled.exit_code == 0, pulled.output
+    assert [Path(p).name for p in json.loads(pulled.stdout)["paths"]] == [
+        f"IQ4_XS-imat-0000{k}-of-00002.gguf" for k in (1, 2)
+    ]
+    entry = Store().find("Tiny-1B", "IQ4_XS-imat")
+    assert entry.manifest.imatrix is not None and entry.manifest.imatrix.entries == 196
+    Store().verify(entry)
+    again = invoke("models", "pull", "hf:org/Tiny-1B-GGUF:IQ4_XS")
+    assert "already in the store" in again.stderr and len(gguf_downloads(hub)) == 2
 
 
 def test_offline_pull_from_the_cache(hub, hf_home, tmp_path, monkeypatch):
