@@ -72,6 +72,14 @@ def base_level(quant: str) -> str:
     return _TAGS.sub("", quant)
 
 
+def canonical_quant(quant: str) -> str:
+    """A quantization name as `quant_name` writes it, whatever its case: "q4_k_m-IMAT" -> "Q4_K_M-imat"."""
+    tags = quant_tags(quant)
+    return quant_name(
+        base_level(quant).upper(), imatrix=QuantTag.IMATRIX in tags, custom=QuantTag.CUSTOM in tags
+    )
+
+
 def quant_tags(quant: str) -> set[QuantTag]:
     found = _TAGS.search(quant)
     return {QuantTag(t.lower()) for t in found.group(1).split("-") if t} if found else set()

@@ -203,7 +203,9 @@ def recommend_command(family: str, ram: str | None, out: Output) -> None:
 
     Quality comes from measured eval runs in the store when there are some (mean KL divergence from
     the reference), otherwise from llama.cpp's typical figures (PPL increase on Llama-3-8B); the
-    output says which. Sizes are estimated from typical bits per weight.
+    output says which. A measured tagged file (Q4_K_M-imat) gets a row of its own beside its level. A
+    level with neither figure (an i-quant no eval run measured) is listed as "not measured", after its
+    model's other rows. Sizes are estimated from typical bits per weight.
     """
     machine = hardware.detect_hardware()
     if ram is not None:
@@ -221,6 +223,8 @@ def recommend_command(family: str, ram: str | None, out: Output) -> None:
     measured = measured_quality()
     levels, notes = recommend(family, budget, n_batch=profile.batch, measured=measured)
     quality = "measured eval runs where marked, typical figures otherwise" if measured else TYPICAL_SOURCE
+    if any(r.quality_loss is None for r in levels):
+        quality += "; not measured: no typical figure for the level, run `ondevice eval` on it"
     data = {
         "family": family,
         "ram_bytes": ram_bytes,
@@ -265,5 +269,7 @@ def recommend_command(family: str, ram: str | None, out: Output) -> None:
     out.emit(data, fitting, notes_below, csv=every_level)
 
 
-def _quality_cell(loss: float, source: str) -> str:
+def _quality_cell(loss: float | None, source: str) -> str:
+    if loss is None:
+        return "not measured"
     return f"{loss:.4f}" + ("" if source == TYPICAL_SOURCE else " (measured)")

@@ -8,14 +8,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..quant_names import base_level, canonical_quant
 from ..runtime.protocol import LoadOptions
 from .model_pairs import ModelPair, pairs_for
 from .preflight import KV_PAD, ModelShape, estimate_memory
 
-__all__ = ["TYPICAL", "Recommendation", "measured_quality", "recommend"]
+__all__ = ["NOT_MEASURED_SOURCE", "TYPICAL", "Recommendation", "measured_quality", "recommend"]
 
 MIN_CONTEXT = 2048  # below this a level does not count as fitting: too short for a real chat
 TYPICAL_SOURCE = "typical: llama.cpp's quantize table (PPL increase over F16 on Llama-3-8B)"
+NOT_MEASURED_SOURCE = "not measured: run `ondevice eval` (llama.cpp's table has no figure for this level)"
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,10 @@ TYPICAL = {
     "Q2_K": Typical(3.17, 3.5199),
 }
 LOSSY_PPL_INCREASE = 0.3  # beyond this (below Q4_K_S) a smaller model at a better level usually wins
+# Levels without a typical PPL figure (i-quants, Q2_K_S) are lossy below this many bits per weight: an
+# i-quant holds more per bit than a K-quant, and the IQ4 levels (4.25, 4.5) measure about like Q4_K_S,
+# the IQ3 levels and below like the Q3_K levels the table counts as lossy.
+LOSSY_BITS = 4.0
 
 
 @dataclass(frozen=True)
@@ -59,7 +65,7 @@ class Recommendation:
     weights_bytes: int
     max_context: int  # the most context that fits (capped at the trained context); 0: does not fit
     needed_bytes: int  # at max_context, or at MIN_CONTEXT when it does not fit
-    quality_loss: float
+    quality_loss: float | None  # None: a level with neither a measured nor a typical figure
     quality_source: str
     rank: int = 0
 
@@ -94,7 +100,13 @@ def recommend(
     """Every level of every pair in ``family`` against ``budget_bytes`` of RAM (headroom already taken).
 
     Returns the levels ranked (fitting ones first, best quality first) and notes on what was skipped.
-    ``measured`` maps (pair name, QUANT) to (loss, source), e.g. from :func:`measured_quality`.
+    ``measured`` maps (pair name, quant name) to (loss, source), e.g. from :func:`measured_quality`.
+
+    Each ladder level is a row, sized by its typical bits per weight (i-quants from ``LEVEL_BITS``). A
+    measured tagged variant of a level (``Q4_K_M-imat``) is a row of its own, the level's size with its
+    own measured loss. A level with no measured figure and none in llama.cpp's table (the i-quants) is
+    still listed, as it fits or not, but with ``quality_loss`` None and :data:`NOT_MEASURED_SOURCE`,
+    ranked after its model's rows that have a figure: no number is made up for it.
     """
     measured = measured if measured is not None else measured_quality()
     rows: list[Recommendation] = []
@@ -105,6 +117,9 @@ def recommend(
                 f"{pair.name}: no [architecture] table (ships fixed files); see `ondevice models info`"
             )
             continue
+        unsized = [q for q in pair.ladder if _bits_per_weight(q) is None]
+        if unsized:
+            notes.append(f"{pair.name}: no typical bits per weight for {', '.join(unsized)}; left out")
         rows += _levels(pair, budget_bytes, n_batch, measured)
     ranked = sorted(rows, key=_rank_key)
     return [_with_rank(r, i) for i, r in enumerate(ranked, start=1)], notes
@@ -117,37 +132,50 @@ def _levels(
     assert arch is not None
     shape = ModelShape.from_architecture(arch)
     per_cell = shape.kv_bytes_per_cell()
-    for quant in pair.ladder:
-        typical = TYPICAL.get(quant.upper())
-        if typical is None:
+    for level in dict.fromkeys(q.upper() for q in pair.ladder):
+        bits = _bits_per_weight(level)
+        if bits is None:
             continue
-        weights = int(arch.parameters * typical.bits_per_weight / 8)
+        weights = int(arch.parameters * bits / 8)
         base = estimate_memory(shape, weights, LoadOptions(n_ctx=KV_PAD, n_batch=n_batch, use_mmap=False))
         fixed = base.total_bytes - per_cell * KV_PAD
         cells = math.floor((budget - fixed) / per_cell) if per_cell else arch.context_length
         context = min(arch.context_length, cells // KV_PAD * KV_PAD)
         context = context if context >= MIN_CONTEXT else 0
         needed = int(fixed + per_cell * max(context, MIN_CONTEXT))
-        loss, source = measured.get((pair.name, quant.upper()), (typical.ppl_increase, TYPICAL_SOURCE))
-        yield Recommendation(
-            pair.name,
-            pair.size,
-            arch.parameters,
-            quant.upper(),
-            typical.bits_per_weight,
-            weights,
-            context,
-            needed,
-            loss,
-            source,
-        )
+        typical = TYPICAL.get(level)
+        unmeasured = (typical.ppl_increase, TYPICAL_SOURCE) if typical else (None, NOT_MEASURED_SOURCE)
+        variants = sorted(q for name, q in measured if name == pair.name and base_level(q) == level)
+        for quant in dict.fromkeys([level, *variants]):  # the plain level, then its measured variants
+            loss, source = measured.get((pair.name, quant), unmeasured)
+            yield Recommendation(
+                pair.name, pair.size, arch.parameters, quant, bits, weights, context, needed, loss, source
+            )
+
+
+def _bits_per_weight(quant: str) -> float | None:
+    """Typical bits per weight of a level or of a tagged name's level; None for an unknown level."""
+    from ..converters.gguf_levels import LEVEL_BITS  # it imports TYPICAL from here
+
+    return LEVEL_BITS.get(base_level(quant).upper())
+
+
+def _is_lossy(quant: str) -> bool:
+    # By the level, not by a measured figure: a KLD is not on the PPL-increase scale of the threshold,
+    # and a level should not change group when someone measures it. Tags (imat) keep their level's group.
+    level = base_level(quant).upper()
+    if level in TYPICAL:
+        return TYPICAL[level].ppl_increase > LOSSY_PPL_INCREASE
+    bits = _bits_per_weight(level)
+    return bits is None or bits < LOSSY_BITS
 
 
 def _rank_key(r: Recommendation) -> tuple:
     # Fitting levels first; then the usable levels (Q4_K_S and better) of the larger model ahead of the
-    # smaller, then the lossy ones; inside a model, the smaller loss first.
-    lossy = r.quant in TYPICAL and TYPICAL[r.quant].ppl_increase > LOSSY_PPL_INCREASE
-    return (not r.fits, lossy, -r.parameters, r.quality_loss, -r.max_context)
+    # smaller, then the lossy ones; inside a model, the smaller loss first, levels with no figure last.
+    unknown = r.quality_loss is None
+    loss = 0.0 if r.quality_loss is None else r.quality_loss
+    return (not r.fits, _is_lossy(r.quant), -r.parameters, unknown, loss, -r.max_context)
 
 
 def _with_rank(r: Recommendation, rank: int) -> Recommendation:
@@ -155,7 +183,10 @@ def _with_rank(r: Recommendation, rank: int) -> Recommendation:
 
 
 def measured_quality(runs: Path | None = None) -> dict[tuple[str, str], tuple[float, str]]:
-    """Mean KL divergence per (pair name, QUANT) from the saved eval runs (newest wins)."""
+    """Mean KL divergence per (pair name, quant name) from the saved eval runs (newest wins).
+
+    Quant names are canonical (`Q4_K_M`, `Q4_K_M-imat`, `IQ4_XS`); names of no known level are dropped.
+    """
     from ..measure.results import EvalRun
     from ..measure.runs import load_runs
     from .model_pairs import model_pairs
@@ -165,8 +196,8 @@ def measured_quality(runs: Path | None = None) -> dict[tuple[str, str], tuple[fl
     evals = [run for _, run in load_runs(runs, kind="eval") if isinstance(run, EvalRun)]
     for run in reversed(evals):  # oldest first: a newer run's figure replaces an older one's
         for quality in run.quality:
-            quant = quality.model.quant.upper()
-            if quality.kld is None or quant not in TYPICAL:
+            quant = canonical_quant(quality.model.quant)
+            if quality.kld is None or _bits_per_weight(quant) is None:
                 continue
             for pair in pairs:
                 if _names_pair(quality.model.ref, pair) or _names_pair(quality.model.name, pair):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -12,8 +13,11 @@ from click.testing import CliRunner
 
 from ondevice.cli import cli
 from ondevice.cli.options import LoadFlags, load_options
-from ondevice.measure.runs import load_run
+from ondevice.measure.results import EvalRun, QualityResult
+from ondevice.measure.runs import load_run, save_run
+from ondevice.measure.stats import Estimate
 from ondevice.planning import hardware as hardware_module
+from ondevice.planning import recommend as recommend_module
 from ondevice.planning.hardware import GPU, Hardware
 from ondevice.planning.hardware_profiles import (
     HardwareProfile,
@@ -24,7 +28,8 @@ from ondevice.planning.hardware_profiles import (
 )
 from ondevice.planning.model_pairs import ModelPair, model_pairs, pairs_for
 from ondevice.planning.profile_files import ProfileError, field_docs, load_file
-from ondevice.planning.recommend import recommend
+from ondevice.planning.recommend import NOT_MEASURED_SOURCE, measured_quality, recommend
+from tests.support.runs import record
 
 GiB = 1 << 30
 
@@ -409,6 +414,109 @@ def test_recommend_skips_runs_it_cannot_read(isolated_home):
     (runs / "eval-2.json").write_text("{broken")
     levels, _ = recommend("qwen2.5-0.5b", 8 * GiB)
     assert all(r.quality_source.startswith("typical") for r in levels)
+
+
+def save_klds(klds: dict[str, float], repo: str = "meta-llama/Llama-3.2-1B-Instruct") -> EvalRun:
+    """An eval run, as `ondevice eval` saves it, with these mean KLDs of `repo`'s quantizations."""
+    run = EvalRun(
+        created="2026-01-01T11:00:00Z",
+        machine={"cpu_model": "test"},
+        llama_cpp_version="0.3.36",
+        text_source="pydoc_data.topics",
+        n_ctx=512,
+        n_chunks=8,
+        reference=record(f"hf:{repo}:F16", "F16", 2471.0, 16.0),
+        reference_ppl=Estimate(12.0, 0.3),
+        quality=[
+            QualityResult(
+                record(f"hf:{repo}:{q}", q, 800.0, 5.0), 2040, Estimate(12.5, 0.3), kld=Estimate(k, 0.001)
+            )
+            for q, k in klds.items()
+        ],
+    )
+    save_run(run)
+    return run
+
+
+def rows_of(levels: list, pair: str) -> dict[str, object]:
+    return {r.quant: r for r in levels if r.pair == pair}
+
+
+def test_recommend_lists_a_measured_imatrix_file_beside_its_level(isolated_home):
+    run = save_klds({"Q4_K_M": 0.090, "Q4_K_M-imat": 0.050})
+    assert measured_quality()[("llama-3.2-1b", "Q4_K_M-imat")][0] == pytest.approx(0.050)
+    levels, _ = recommend("llama3.2", 8 * GiB)
+    one_b = rows_of(levels, "llama-3.2-1b")
+    plain, imat = one_b["Q4_K_M"], one_b["Q4_K_M-imat"]
+    assert (plain.quality_loss, imat.quality_loss) == (pytest.approx(0.090), pytest.approx(0.050))
+    assert imat.quality_source == f"measured: mean KLD 0.0500 (run {run.id})"
+    # The same file size as its level, so the same memory; the smaller loss ranks first.
+    assert (imat.bits_per_weight, imat.weights_bytes, imat.needed_bytes, imat.max_context) == (
+        plain.bits_per_weight,
+        plain.weights_bytes,
+        plain.needed_bytes,
+        plain.max_context,
+    )
+    assert imat.rank < plain.rank
+    assert "Q4_K_M-imat" not in rows_of(levels, "llama-3.2-3b")  # measured on the 1B only
+
+
+def test_measured_quality_keeps_tagged_and_iquant_names_as_quant_name_writes_them(isolated_home):
+    save_klds({"q4_k_m-IMAT": 0.05, "Q4_K_M-imat-custom": 0.04, "iq4_xs": 0.08, "MXFP9": 0.1})
+    assert sorted(q for _, q in measured_quality()) == ["IQ4_XS", "Q4_K_M-imat", "Q4_K_M-imat-custom"]
+
+
+def test_recommend_ranks_an_imatrix_file_below_its_level_when_it_measures_worse(isolated_home):
+    save_klds({"Q4_K_M": 0.050, "Q4_K_M-imat": 0.070})
+    one_b = rows_of(recommend("llama3.2", 8 * GiB)[0], "llama-3.2-1b")
+    assert one_b["Q4_K_M"].rank < one_b["Q4_K_M-imat"].rank
+
+
+@pytest.fixture
+def iquant_ladders(monkeypatch):
+    """llama3.2's pairs with two i-quant levels on their ladders."""
+    pairs = [replace(p, ladder=(*p.ladder, "IQ4_XS", "IQ3_M")) for p in pairs_for("llama3.2")]
+    monkeypatch.setattr(recommend_module, "pairs_for", lambda family: pairs)
+
+
+def test_recommend_ranks_a_measured_iquant_and_lists_an_unmeasured_one_without_a_figure(
+    isolated_home, iquant_ladders
+):
+    save_klds({"IQ4_XS": 0.080})
+    levels, _ = recommend("llama3.2", 8 * GiB)
+    one_b = rows_of(levels, "llama-3.2-1b")
+    iq4, iq3 = one_b["IQ4_XS"], one_b["IQ3_M"]
+    assert iq4.quality_loss == pytest.approx(0.080) and iq4.quality_source.startswith("measured")
+    assert iq4.bits_per_weight == 4.25 and iq4.weights_bytes == int(iq4.parameters * 4.25 / 8)
+    # IQ4_XS counts as usable (4 bits and more): among the 1B's usable levels by its figure (0.08 is
+    # below Q4_K_M's 0.1754), ahead of the lossy Q3_K_M.
+    assert one_b["Q5_K_M"].rank < iq4.rank < one_b["Q4_K_M"].rank < one_b["Q3_K_M"].rank
+    assert iq3.quality_loss is None and iq3.quality_source == NOT_MEASURED_SOURCE
+    assert iq3.bits_per_weight == 3.66 and iq3.fits
+    # No figure: after its model's lossy rows that have one (the 1B's lossy rows come last of all).
+    assert one_b["Q3_K_M"].rank < one_b["Q2_K"].rank < iq3.rank == len(levels)
+    three_b = rows_of(levels, "llama-3.2-3b")
+    assert three_b["IQ4_XS"].quality_loss is None and three_b["IQ3_M"].quality_loss is None
+    # Unmeasured but usable: last of the 3B's usable rows, still ahead of the 1B's.
+    assert three_b["IQ4_XS"].rank == three_b["Q4_K_M"].rank + 1 < one_b["Q8_0"].rank
+
+
+def test_recommend_cli_shows_measured_and_unmeasured_iquants(isolated_home, iquant_ladders):
+    save_klds({"IQ4_XS": 0.080, "Q4_K_M-imat": 0.050})
+    data = json.loads(invoke("profiles", "recommend", "llama3.2", "--ram", "8G", "--json").stdout)
+    shown = {(r["pair"], r["quant"]): r for r in data["levels"]}
+    assert shown[("llama-3.2-1b", "Q4_K_M-imat")]["quality_loss"] == pytest.approx(0.050)
+    assert shown[("llama-3.2-1b", "IQ4_XS")]["quality_loss"] == pytest.approx(0.080)
+    unmeasured = shown[("llama-3.2-1b", "IQ3_M")]
+    assert unmeasured["quality_loss"] is None and unmeasured["quality_source"] == NOT_MEASURED_SOURCE
+    assert "not measured" in data["quality"]
+    table = invoke("profiles", "recommend", "llama3.2", "--ram", "8G").output.splitlines()
+
+    def row(quant: str) -> str:
+        return next(line for line in table if " llama-3.2-1b " in line and f" {quant} " in line)
+
+    assert "0.0500 (measured)" in row("Q4_K_M-imat") and "0.0800 (measured)" in row("IQ4_XS")
+    assert "not measured" in row("IQ3_M") and "0.1754" in row("Q4_K_M")
 
 
 def test_recommend_unknown_family_is_one_line():
