@@ -8,31 +8,11 @@ import re
 from dataclasses import dataclass
 
 from ondevice.gguf_split import SPLIT_NAME
-from ondevice.planning.recommend import TYPICAL
+from ondevice.planning.recommend import LEVEL_BITS
 
 from .hub_rules import HubError, HubRef, check_file_name
 
 DEFAULT_LEVEL = "Q4_K_M"  # llama.cpp's `-hf` and Ollama pick it when no tag is given
-# Typical bits per weight of each level (recommend.TYPICAL, from llama.cpp's quantize table), plus the
-# i-quants and ternary levels GGUF repos also publish (from llama.cpp's quantize table).
-LEVEL_BITS: dict[str, float] = {
-    **{name: typical.bits_per_weight for name, typical in TYPICAL.items()},
-    "Q2_K_S": 2.97,
-    "IQ4_NL": 4.50,
-    "IQ4_XS": 4.25,
-    "IQ3_M": 3.66,
-    "IQ3_S": 3.44,
-    "IQ3_XS": 3.30,
-    "IQ3_XXS": 3.06,
-    "IQ2_M": 2.70,
-    "IQ2_S": 2.50,
-    "IQ2_XS": 2.31,
-    "IQ2_XXS": 2.06,
-    "IQ1_M": 1.75,
-    "IQ1_S": 1.56,
-    "TQ2_0": 2.06,
-    "TQ1_0": 1.69,
-}
 ALIASES = {"FP16": "F16", "FP32": "F32"}
 _LEVEL = re.compile(
     r"(?<![A-Za-z0-9])("

@@ -13,7 +13,7 @@ from ..runtime.protocol import LoadOptions
 from .model_pairs import ModelPair, pairs_for
 from .preflight import KV_PAD, ModelShape, estimate_memory
 
-__all__ = ["NOT_MEASURED_SOURCE", "TYPICAL", "Recommendation", "measured_quality", "recommend"]
+__all__ = ["LEVEL_BITS", "NOT_MEASURED_SOURCE", "TYPICAL", "Recommendation", "measured_quality", "recommend"]
 
 MIN_CONTEXT = 2048  # below this a level does not count as fitting: too short for a real chat
 TYPICAL_SOURCE = "typical: llama.cpp's quantize table (PPL increase over F16 on Llama-3-8B)"
@@ -47,6 +47,26 @@ TYPICAL = {
     "Q3_K_M": Typical(4.00, 0.6569),
     "Q3_K_S": Typical(3.65, 1.6321),
     "Q2_K": Typical(3.17, 3.5199),
+}
+# Typical bits per weight of every level: TYPICAL's, plus the i-quants and ternary levels GGUF repos also
+# publish, which llama.cpp's quantize table gives only as bits per weight.
+LEVEL_BITS: dict[str, float] = {
+    **{name: typical.bits_per_weight for name, typical in TYPICAL.items()},
+    "Q2_K_S": 2.97,
+    "IQ4_NL": 4.50,
+    "IQ4_XS": 4.25,
+    "IQ3_M": 3.66,
+    "IQ3_S": 3.44,
+    "IQ3_XS": 3.30,
+    "IQ3_XXS": 3.06,
+    "IQ2_M": 2.70,
+    "IQ2_S": 2.50,
+    "IQ2_XS": 2.31,
+    "IQ2_XXS": 2.06,
+    "IQ1_M": 1.75,
+    "IQ1_S": 1.56,
+    "TQ2_0": 2.06,
+    "TQ1_0": 1.69,
 }
 LOSSY_PPL_INCREASE = 0.3  # beyond this (below Q4_K_S) a smaller model at a better level usually wins
 # Levels without a typical PPL figure (i-quants, Q2_K_S) are lossy below this many bits per weight: an
@@ -155,8 +175,6 @@ def _levels(
 
 def _bits_per_weight(quant: str) -> float | None:
     """Typical bits per weight of a level or of a tagged name's level; None for an unknown level."""
-    from ..converters.gguf_levels import LEVEL_BITS  # it imports TYPICAL from here
-
     return LEVEL_BITS.get(base_level(quant).upper())
 
 
