@@ -29,7 +29,7 @@ from ondevice.planning.hardware_profiles import (
 from ondevice.planning.model_pairs import ModelPair, model_pairs, pairs_for
 from ondevice.planning.profile_files import ProfileError, field_docs, load_file
 from ondevice.planning.recommend import NOT_MEASURED_SOURCE, measured_quality, recommend
-from tests.support.runs import record
+from tests.support.runs import eval_run, record
 
 GiB = 1 << 30
 
@@ -418,16 +418,10 @@ def test_recommend_skips_runs_it_cannot_read(isolated_home):
 
 def save_klds(klds: dict[str, float], repo: str = "meta-llama/Llama-3.2-1B-Instruct") -> EvalRun:
     """An eval run, as `ondevice eval` saves it, with these mean KLDs of `repo`'s quantizations."""
-    run = EvalRun(
-        created="2026-01-01T11:00:00Z",
-        machine={"cpu_model": "test"},
-        llama_cpp_version="0.3.36",
-        text_source="pydoc_data.topics",
-        n_ctx=512,
-        n_chunks=8,
-        reference=record(f"hf:{repo}:F16", "F16", 2471.0, 16.0),
-        reference_ppl=Estimate(12.0, 0.3),
-        quality=[
+    run = eval_run(
+        record(f"hf:{repo}:F16", "F16", 2471.0, 16.0),
+        12.0,
+        [
             QualityResult(
                 record(f"hf:{repo}:{q}", q, 800.0, 5.0), 2040, Estimate(12.5, 0.3), kld=Estimate(k, 0.001)
             )

@@ -59,8 +59,8 @@ def saved_bench() -> BenchRun:
     )
 
 
-def saved_eval() -> EvalRun:
-    figures = [(0.0011, 0.986, 1.0009), (0.0212, 0.928, 1.0231), (0.1350, 0.802, 1.1544)]
+def eval_run(reference: ModelRecord, reference_ppl: float, quality: list[QualityResult], **fields) -> EvalRun:
+    """An eval run over 8 chunks of 512 tokens of pydoc's topics, as `ondevice eval` records one."""
     return EvalRun(
         created="2026-01-01T11:00:00Z",
         machine={"cpu_model": "test"},
@@ -68,9 +68,19 @@ def saved_eval() -> EvalRun:
         text_source="pydoc_data.topics",
         n_ctx=512,
         n_chunks=8,
-        reference=LADDER[0],
-        reference_ppl=Estimate(14.2, 0.3),
-        quality=[
+        reference=reference,
+        reference_ppl=Estimate(reference_ppl, 0.3),
+        quality=quality,
+        **fields,
+    )
+
+
+def saved_eval() -> EvalRun:
+    figures = [(0.0011, 0.986, 1.0009), (0.0212, 0.928, 1.0231), (0.1350, 0.802, 1.1544)]
+    return eval_run(
+        LADDER[0],
+        14.2,
+        [
             QualityResult(
                 m,
                 2040,
