@@ -18,8 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ondevice.manifest import QuantOverrides
-from ondevice.quant_names import KV_IMATRIX_CHUNKS, KV_IMATRIX_DATASET, KV_IMATRIX_ENTRIES, KV_IMATRIX_FILE
+from ondevice.manifest import QuantOverrides, imatrix_header
 from ondevice.runtime.lifeline import exit_with_parent, log_file
 
 from .quant_levels import Level
@@ -137,15 +136,6 @@ def _job(
     matrix: MatrixInput | None,
     overrides: QuantOverrides | None,
 ) -> _Job:
-    metadata: dict[str, str | int] = {}
-    if matrix is not None:
-        record = matrix.record
-        metadata[KV_IMATRIX_FILE] = matrix.label
-        if record.datasets:
-            metadata[KV_IMATRIX_DATASET] = record.datasets[0]
-        metadata[KV_IMATRIX_ENTRIES] = record.entries
-        if record.chunk_count > 0:
-            metadata[KV_IMATRIX_CHUNKS] = record.chunk_count
     return _Job(
         str(src),
         str(dst),
@@ -154,7 +144,7 @@ def _job(
         threads or os.cpu_count() or 1,
         str(log),
         imatrix=matrix.matrix.means() if matrix is not None else {},
-        metadata=metadata,
+        metadata=imatrix_header(matrix.record) if matrix is not None else {},
         tensor_types=tuple((t.pattern, int(TENSOR_TYPES[t.type])) for t in overrides.tensor_types)
         if overrides
         else (),

@@ -61,8 +61,7 @@ class MatrixInput:
     """An importance matrix and its provenance, as the manifest records it."""
 
     matrix: ImportanceMatrix
-    record: ImatrixRecord
-    label: str  # where it came from, for messages and the output GGUF's quantize.imatrix.file
+    record: ImatrixRecord  # its `file` names it in messages and in the output GGUF's quantize.imatrix.file
 
 
 def load_matrix(path: str | Path) -> MatrixInput:
@@ -77,7 +76,7 @@ def load_matrix(path: str | Path) -> MatrixInput:
         entries=len(matrix.entries),
         file=path.name,
     )
-    return MatrixInput(matrix, record, path.name)
+    return MatrixInput(matrix, record)
 
 
 def auto_matrix(model: ResolvedModel, store: Store, progress: ProgressFn | None = None) -> MatrixInput:
@@ -105,7 +104,7 @@ def resolve_matrix(
 def check_matrix(matrix: MatrixInput, summary: GGUFSummary, source: str) -> None:
     """ImatrixError unless every entry of the matrix is a weight of `summary` with its size."""
     weights = {t.name: t.shape for t in summary.tensors}
-    check_for_model(matrix.matrix, weights, origin=f"{matrix.label} for {source}")
+    check_for_model(matrix.matrix, weights, origin=f"{matrix.record.file} for {source}")
 
 
 def parse_ggml_type(text: str, flag: str) -> str:

@@ -158,6 +158,18 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def imatrix_header(record: ImatrixRecord) -> dict[str, str | int]:
+    """What llama-quantize writes into a GGUF quantized with the matrix `record` describes
+    (quantize.imatrix.*): read back by `imatrix_from_header`."""
+    header: dict[str, str | int] = {KV_IMATRIX_FILE: record.file}
+    if record.datasets:
+        header[KV_IMATRIX_DATASET] = record.datasets[0]
+    header[KV_IMATRIX_ENTRIES] = record.entries
+    if record.chunk_count > 0:
+        header[KV_IMATRIX_CHUNKS] = record.chunk_count
+    return header
+
+
 def imatrix_from_header(metadata: dict[str, Any]) -> ImatrixRecord | None:
     """The matrix a GGUF was quantized with, as llama-quantize records it in the header
     (quantize.imatrix.*); None when the header records none."""

@@ -5,6 +5,7 @@ these tests check what is written and refused, not what the matrix buys in quali
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from ondevice.converters.quantize import parse_levels, quantize
 from ondevice.converters.quantize_options import make_overrides
 from ondevice.gguf_file import read_gguf
 from ondevice.imatrix_file import ImatrixEntry, ImportanceMatrix, read_imatrix, write_imatrix
-from ondevice.manifest import Manifest, sha256_file
+from ondevice.manifest import Manifest, imatrix_from_header, sha256_file
 from ondevice.planning.plan import plan_load
 from ondevice.prompting import Message
 from ondevice.quant_names import base_level, made_with_imatrix, quant_name
@@ -141,6 +142,8 @@ def test_q4_k_m_and_iq4_xs_with_a_matrix_sit_beside_the_plain_file(smol_f16_path
         # The file says so itself, as llama-quantize's do: outside the store it still reads as -imat.
         assert summary.metadata["quantize.imatrix.entries_count"] == len(matrix.entries)
         assert summary.metadata["quantize.imatrix.file"] == smol_matrix.name
+        # What a pull of this file reads back: all the header holds (no sha256, no chunk size).
+        assert imatrix_from_header(summary.metadata) == replace(record, sha256="", chunk_size=0)
         assert resolve(str(entry.path)).quant == output["quant"]
         info = invoke("models", "info", entry.manifest.ref, "--json")
         assert info.exit_code == 0, info.output
