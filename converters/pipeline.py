@@ -18,13 +18,13 @@ from ondevice.manifest import Manifest
 from ondevice.planning.model_pairs import ModelPair, load_model_pair, model_pairs
 from ondevice.planning.profile_files import list_profiles
 from ondevice.progress import ProgressFn
-from ondevice.quant_names import quant_name
 from ondevice.refs import pull_bundled
 from ondevice.store import Store, StoreEntry
 
 from . import hub_gguf
 from .hf_to_gguf import OutType, convert
 from .hub_rules import HubRef, parse_hub_ref
+from .quant_levels import matrix_needed
 from .quantize import parse_levels, quantize
 from .quantize_options import AUTO
 
@@ -180,12 +180,9 @@ def pull_pair(
     converting = [
         r for r, (repo, _) in sources.items() if r not in gguf_repos and not repo.startswith("bundled:")
     ]
-    unmatrixed = [level.name for level in ladder if level.needs_matrix]
-    if converting and unmatrixed and matrix is None:
-        raise PullError(
-            f"{', '.join(unmatrixed)} {'needs' if len(unmatrixed) == 1 else 'need'} an importance matrix: "
-            f"add --imatrix auto (each model's own, computed from its {outtype.name})"
-        )
+    needed = matrix_needed(ladder)
+    if converting and needed and matrix is None:
+        raise PullError(f"{needed}: add --imatrix auto (each model's own, computed from its {outtype.name})")
     if matrix is not None and not (converting and ladder):
         result.notes.append("--imatrix applies to levels quantized here; no model of this pull is quantized")
     if len(set(targets.values())) < len(targets):
@@ -238,9 +235,7 @@ def pull_pair(
             continue
 
         source_sha = entry.manifest.sha256
-        quants = [
-            quant_name(level.name, imatrix=matrix is not None and level.uses_matrix) for level in ladder
-        ]
+        quants = [level.store_quant(with_matrix=matrix is not None) for level in ladder]
         made = [_quantized_before(store, targets[role], quant, source_sha) for quant in quants]
         todo = [level.name for level, done in zip(ladder, made, strict=True) if done is None]
         fresh = iter(

@@ -7,12 +7,12 @@ from dataclasses import dataclass
 
 import gguf
 
-from ondevice.quant_names import LEVEL_NAMES
+from ondevice.quant_names import LEVEL_NAMES, quant_name
 
 from .gguf_levels import LEVEL_BITS
 from .quantize_options import QuantizeError
 
-__all__ = ["LEVELS", "Level", "parse_levels"]
+__all__ = ["LEVELS", "Level", "matrix_needed", "parse_levels"]
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,18 @@ class Level:
         """Whether an importance matrix changes what is written: not for float types, and Q8_0's
         quantizer ignores it (quantize_q8_0 in ggml-quants.c)."""
         return self.name not in ("F32", "F16", "BF16", "Q8_0")
+
+    def store_quant(self, *, with_matrix: bool, custom: bool = False) -> str:
+        """The store name of this level's file: tagged -imat only where the matrix changed it."""
+        return quant_name(self.name, imatrix=with_matrix and self.uses_matrix, custom=custom)
+
+
+def matrix_needed(levels: list[Level]) -> str | None:
+    """ "IQ2_XXS needs an importance matrix" for the levels llama.cpp refuses without one; None if none."""
+    names = [level.name for level in levels if level.needs_matrix]
+    if not names:
+        return None
+    return f"{', '.join(names)} {'needs' if len(names) == 1 else 'need'} an importance matrix"
 
 
 # Nominal bits per weight where a level's own differs from llama.cpp's quantize table (gguf_levels),

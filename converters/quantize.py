@@ -20,11 +20,10 @@ import gguf
 from ondevice.gguf_summary import GGUFSummary
 from ondevice.manifest import Manifest, QuantOverrides, check_name, describe, sha256_file
 from ondevice.progress import Progress, ProgressFn, Unit
-from ondevice.quant_names import quant_name
 from ondevice.refs import ResolvedModel, resolve
 from ondevice.store import Store
 
-from .quant_levels import LEVELS, Level, parse_levels
+from .quant_levels import LEVELS, Level, matrix_needed, parse_levels
 from .quantize_child import quantize_file
 from .quantize_options import MatrixInput, QuantizeError, check_matrix, check_overrides, resolve_matrix
 
@@ -138,11 +137,10 @@ def quantize(
         )
     source_label = model.manifest.ref if model.manifest is not None else str(model.path)
     overrides = None if overrides is None or overrides.empty else overrides
-    unmatrixed = [level.name for level in wanted if level.needs_matrix]
-    if unmatrixed and imatrix is None:
+    needed = matrix_needed(wanted)
+    if needed and imatrix is None:
         raise QuantizeError(
-            f"{', '.join(unmatrixed)} {'needs' if len(unmatrixed) == 1 else 'need'} an importance matrix "
-            "(llama.cpp refuses to write one without it): pass --imatrix FILE or --imatrix auto"
+            f"{needed} (llama.cpp refuses to write one without it): pass --imatrix FILE or --imatrix auto"
         )
     if overrides is not None:
         check_overrides(overrides, model.summary, model.display_name, with_matrix=imatrix is not None)
@@ -153,8 +151,7 @@ def quantize(
         check_matrix(matrix, model.summary, model.display_name)
 
     def quant_of(level: Level) -> str:
-        used = matrix is not None and level.uses_matrix
-        return quant_name(level.name, imatrix=used, custom=overrides is not None)
+        return level.store_quant(with_matrix=matrix is not None, custom=overrides is not None)
 
     for level in wanted:
         if (
