@@ -30,7 +30,7 @@ from pathlib import Path
 from ondevice.calibration_text import load_calibration_text
 from ondevice.converters.dequantize import convert_gguf
 from ondevice.converters.quantize import quantize
-from ondevice.imatrix import cached_imatrix
+from ondevice.imatrix import DEFAULT_CTX, cached_imatrix
 from ondevice.measure.evaluate import EvalSettings, evaluate
 from ondevice.measure.quality import load_text
 from ondevice.measure.report import matrix_gain_markdown
@@ -43,7 +43,6 @@ GOAL = 0.65
 GOAL_LEVELS = ("Q4_K_M", "Q2_K")
 SMOL = "bundled:smollm2-135m-instruct"
 TOOLS = ("llama-imatrix", "llama-quantize", "llama-perplexity")
-CALIBRATION_CTX = 512  # what `quantize --imatrix auto` uses
 
 
 def main() -> None:
@@ -69,9 +68,7 @@ def main() -> None:
         )
         print(f"source: {source.display_name} ({source.path.name})")
         started = time.perf_counter()
-        matrix = cached_imatrix(
-            source, calibration, args.chunks, CALIBRATION_CTX, store=store, dataset=dataset
-        )
+        matrix = cached_imatrix(source, calibration, args.chunks, DEFAULT_CTX, store=store, dataset=dataset)
         took = time.perf_counter() - started
         print(f"matrix: {args.chunks} chunks of 512 tokens of {dataset} in {took:.1f} s")
         plain = quantize(source, args.levels, store=store)
@@ -126,7 +123,7 @@ def _llama_side(
     calibration_file.write_text(calibration, encoding="utf-8")
     eval_file.write_text(load_text(None)[0], encoding="utf-8")
     matrix, base = work / "llama-imatrix.gguf", work / "reference.kld"
-    ctx, chunks = str(CALIBRATION_CTX), str(args.chunks)
+    ctx, chunks = str(DEFAULT_CTX), str(args.chunks)
     calibration_flags = ["-f", calibration_file, "-c", ctx, "-b", ctx, "--chunks", chunks, "--no-ppl"]
     _run(tools / "llama-imatrix", "-m", source, *calibration_flags, "-o", matrix, *no_repack)
     eval_flags = [

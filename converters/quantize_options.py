@@ -82,9 +82,9 @@ def load_matrix(path: str | Path) -> MatrixInput:
 def auto_matrix(model: ResolvedModel, store: Store, progress: ProgressFn | None = None) -> MatrixInput:
     """--imatrix auto: the matrix of `model` itself over the default calibration text (its first
     AUTO_CHUNKS chunks of 512 tokens), computed once and cached in `store` next to it."""
-    from ondevice.imatrix import cached_imatrix  # the runtime's front door, only when asked for
+    from ondevice.imatrix import DEFAULT_CTX, cached_imatrix  # the runtime's front door, only when asked for
 
-    return load_matrix(cached_imatrix(model, None, AUTO_CHUNKS, 512, progress, store=store))
+    return load_matrix(cached_imatrix(model, None, AUTO_CHUNKS, DEFAULT_CTX, progress, store=store))
 
 
 def resolve_matrix(

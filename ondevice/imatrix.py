@@ -24,7 +24,7 @@ from .progress import Progress, ProgressFn
 from .refs import ResolvedModel, resolve
 from .runtime.engine import open_model
 from .runtime.protocol import ImatrixRequest, LoadOptions
-from .store import IMATRIX_SUFFIX, Store
+from .store import IMATRIX_KEY_DIGITS, IMATRIX_SUFFIX, Store
 
 DEFAULT_CTX = 512  # llama-imatrix's chunk size
 MIN_CTX = 16  # llama.cpp skips matrix multiplications of fewer rows
@@ -122,7 +122,7 @@ def cache_key(source_sha256: str, text: str, chunks: int | None, n_ctx: int) -> 
     """What a cached matrix depends on: the source's bytes, the text's, the chunks and their size."""
     text_sha = hashlib.sha256(text.encode("utf-8")).hexdigest()
     spec = f"imatrix-v1\n{source_sha256}\n{text_sha}\n{chunks if chunks is not None else 'all'}\n{n_ctx}"
-    return hashlib.sha256(spec.encode()).hexdigest()[:32]
+    return hashlib.sha256(spec.encode()).hexdigest()[:IMATRIX_KEY_DIGITS]
 
 
 def cache_path(model: ResolvedModel, key: str, store: Store | None = None) -> Path:

@@ -27,6 +27,7 @@ from .gguf_summary import GGUFSummary
 from .manifest import STORE_NAME, Manifest, check_name, sha256_file
 
 IMATRIX_SUFFIX = ".imatrix"
+IMATRIX_KEY_DIGITS = 32  # hex digits of a cached matrix's key (ondevice.imatrix.cache_key)
 
 
 @dataclass(frozen=True)
@@ -346,6 +347,7 @@ def _model_files(directory: Path, quant: str) -> list[Path]:
 
 
 def _imatrix_caches(directory: Path, quant: str) -> list[Path]:
-    """The importance matrices cached from entry `quant`: QUANT.KEY.imatrix, KEY 32 hex digits."""
-    pattern = re.compile(rf"^{re.escape(quant)}\.[0-9a-f]{{32}}{re.escape(IMATRIX_SUFFIX)}$")
+    """The importance matrices cached from entry `quant`: QUANT.KEY.imatrix."""
+    key = f"[0-9a-f]{{{IMATRIX_KEY_DIGITS}}}"
+    pattern = re.compile(rf"^{re.escape(quant)}\.{key}{re.escape(IMATRIX_SUFFIX)}$")
     return sorted(p for p in directory.iterdir() if pattern.match(p.name)) if directory.is_dir() else []

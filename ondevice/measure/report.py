@@ -8,7 +8,7 @@ import io
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ..quant_names import QuantTag, base_level, quant_tags
+from ..quant_names import QuantTag, base_level, made_with_imatrix, quant_tags
 from ..units import format_bytes, format_params
 
 if TYPE_CHECKING:
@@ -226,11 +226,11 @@ def side_by_side(items: list[T], record_of: Callable[[T], ModelRecord]) -> list[
 def matrix_gain_markdown(run: EvalRun) -> str:
     """Each level measured both plain and with an importance matrix, side by side: what the matrix
     bought in KLD (the ratio, below 1 when it helped) and in same-top; empty when there is no pair."""
-    plain = {matrix_key(q.model): q for q in run.quality if QuantTag.IMATRIX not in quant_tags(q.model.quant)}
+    plain = {matrix_key(q.model): q for q in run.quality if not made_with_imatrix(q.model.quant)}
     rows = []
     for q in run.quality:
         other = plain.get(matrix_key(q.model))
-        if QuantTag.IMATRIX not in quant_tags(q.model.quant) or other is None:
+        if not made_with_imatrix(q.model.quant) or other is None:
             continue
         if q.kld is None or other.kld is None:
             continue
