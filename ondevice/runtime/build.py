@@ -31,12 +31,11 @@ REBUILD = RPC_REBUILD  # RPC stays on whatever the rebuild is for
 
 PROBE_TIMEOUT_S = 60
 _PROBE = (
-    "import ctypes, json, llama_cpp\n"
+    "import json, llama_cpp\n"
+    # Not llama_supports_gpu_offload(): it is true for any RPC build.
+    "from ondevice.runtime.llama_ggml import gpu_device_present\n"
     "rpc = bool(llama_cpp.llama_supports_rpc())\n"
-    "by_type = llama_cpp.llama_cpp._lib.ggml_backend_dev_by_type\n"
-    "by_type.argtypes, by_type.restype = [ctypes.c_int], ctypes.c_void_p\n"
-    # llama_supports_gpu_offload() is true for any RPC build; a GPU is a GPU or IGPU device
-    "print(json.dumps({'gpu_offload': bool(by_type(1) or by_type(2)), 'rpc': rpc,"
+    "print(json.dumps({'gpu_offload': gpu_device_present(), 'rpc': rpc,"
     " 'system_info': llama_cpp.llama_print_system_info().decode(errors='replace').strip()}))"
 )
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import PromptError, WorkerError
 from ..imatrix_file import ImatrixEntry
-from . import build
+from . import build, llama_ggml
 from .imatrix_sums import dense_sums, expert_sums
 from .protocol import ImatrixRequest
 
@@ -60,7 +60,7 @@ _OP_OFFSET = _Tensor.op.offset
 
 @dataclass(frozen=True)
 class _Ggml:
-    """The few ggml functions the collector calls, from the wheel's libggml-base."""
+    """The few ggml functions the collector calls, from llama.cpp's own libggml-base."""
 
     lib: ctypes.CDLL
     mul_mat: int
@@ -69,12 +69,7 @@ class _Ggml:
 
 @functools.lru_cache(maxsize=1)
 def _ggml() -> _Ggml:
-    lib_dir = build.library_dir()
-    if lib_dir is None:
-        raise WorkerError("cannot find llama.cpp's libraries to read its tensors")
-    from llama_cpp._ctypes_extensions import load_shared_library
-
-    lib = load_shared_library("ggml-base", lib_dir)
+    lib = llama_ggml.lib()  # the libggml-base that llama.cpp itself runs, through libllama's handle
     lib.ggml_tensor_overhead.restype = ctypes.c_size_t
     lib.ggml_tensor_overhead.argtypes = []
     lib.ggml_nbytes.restype = ctypes.c_size_t
