@@ -19,6 +19,7 @@ import tokenize
 from pathlib import Path
 
 from .errors import OndeviceError
+from .texts import pydoc_topics, read_text
 
 # Tests, demos and the eval text's own package stay out.
 _SKIPPED_DIRS = frozenset(
@@ -67,12 +68,12 @@ def stdlib_docstrings(root: Path | None = None) -> str:
 
 
 def eval_text() -> str:
-    """`ondevice eval`'s default text (measure.quality.load_text), without importing the measurements."""
+    """`ondevice eval`'s default text; "" on a Python without it (eval needs --text there, and nothing
+    can overlap)."""
     try:
-        from pydoc_data.topics import topics
-    except ImportError:  # a Python without it: eval needs --text there, and nothing can overlap
+        return pydoc_topics()
+    except ImportError:
         return ""
-    return "\n\n".join(topics[key] for key in sorted(topics))
 
 
 def long_lines(text: str) -> set[str]:
@@ -99,9 +100,4 @@ def _module_docstring(path: Path) -> str:
 def load_calibration_text(path: str | Path | None = None) -> tuple[str, str]:
     """The calibration text and its name for `imatrix.datasets`: a file (named by its file name), or
     the standard library's module docstrings."""
-    if path is None:
-        return stdlib_docstrings(), default_dataset()
-    try:
-        return Path(path).read_text(encoding="utf-8", errors="replace"), Path(path).name
-    except OSError as exc:
-        raise OndeviceError(f"cannot read the text {path}: {exc.strerror or exc}") from None
+    return (stdlib_docstrings(), default_dataset()) if path is None else read_text(path)

@@ -25,12 +25,13 @@ from ..refs import ResolvedModel
 from ..runtime.engine import Backend, open_model
 from ..runtime.logprobs import ChunkScores, ReferenceFiles, concat
 from ..runtime.protocol import LoadOptions, ScoreRequest
+from ..texts import PYDOC_TOPICS, pydoc_topics, read_text
 from . import MeasureError
 from .machine import llama_cpp_version, machine_record
 from .results import EvalRun, ModelRecord, QualityResult, Skipped
 from .stats import mean_with_error, percentile, ppl, ppl_ratio, proportion, rms
 
-DEFAULT_TEXT = "pydoc_data.topics"
+DEFAULT_TEXT = PYDOC_TOPICS
 METRICS = ("ppl", "kld", "top1", "follow")
 
 log = logging.getLogger("ondevice.measure")
@@ -58,14 +59,7 @@ class QualitySettings:
 
 def load_text(path: Path | None = None) -> tuple[str, str]:
     """The evaluation text and a label for it: a file, or Python's bundled pydoc topics (offline)."""
-    if path is None:
-        from pydoc_data.topics import topics
-
-        return "\n\n".join(topics[key] for key in sorted(topics)), DEFAULT_TEXT
-    try:
-        return Path(path).read_text(encoding="utf-8", errors="replace"), Path(path).name
-    except OSError as exc:
-        raise MeasureError(f"cannot read the text {path}: {exc.strerror or exc}") from None
+    return (pydoc_topics(), DEFAULT_TEXT) if path is None else read_text(path, MeasureError)
 
 
 def vocab_size(model: ResolvedModel) -> int | None:
