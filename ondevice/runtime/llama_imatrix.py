@@ -111,18 +111,12 @@ def _weight_name(tensor: _Tensor) -> str:
 
 
 @dataclass
-class _Sums:
-    sums: np.ndarray  # float32 (n_mat, n_cols)
-    counts: np.ndarray  # float32 (n_mat,)
-
-
-@dataclass
 class ImatrixCollector:
     """The eval callback and what it gathered since `start`."""
 
     ggml: _Ggml = field(default_factory=_ggml)
     armed: bool = False
-    gathered: dict[str, _Sums] = field(default_factory=dict)
+    gathered: dict[str, ImatrixEntry] = field(default_factory=dict)
     error: str | None = None
 
     def __post_init__(self) -> None:
@@ -137,7 +131,7 @@ class ImatrixCollector:
         if self.error:
             raise WorkerError(f"collecting the importance matrix failed: {self.error}")
         gathered, self.gathered = self.gathered, {}
-        return {name: ImatrixEntry(s.sums, s.counts) for name, s in gathered.items()}
+        return gathered
 
     def _on_node(self, node: int | None, ask: bool, _user_data: object) -> bool:
         # An exception must not escape into llama.cpp (ctypes would print it and answer False, which
@@ -208,12 +202,12 @@ class ImatrixCollector:
             raise ValueError(f"non-finite activations entering {name}")
         seen = self.gathered.get(name)
         if seen is None:
-            self.gathered[name] = _Sums(sums, counts)
+            self.gathered[name] = ImatrixEntry(sums, counts)
         elif seen.sums.shape != sums.shape:
             raise ValueError(f"{name}: inconsistent sizes {seen.sums.shape} and {sums.shape}")
-        else:
-            seen.sums += sums
-            seen.counts += counts
+        else:  # in place: the entry is frozen, its arrays are not
+            np.add(seen.sums, sums, out=seen.sums)
+            np.add(seen.counts, counts, out=seen.counts)
 
 
 def collect(session: LlamaSession, request: ImatrixRequest) -> dict[str, ImatrixEntry]:
