@@ -203,8 +203,8 @@ def estimate_memory(
     ``layer_weights`` (bytes per block) and ``output_weights`` place weights on the device precisely;
     without them the offloaded share is proportional to the layers.
     """
-    n_ctx = _pad(options.n_ctx)
-    n_ubatch = min(options.n_ubatch or options.n_batch, options.n_batch, options.n_ctx)
+    n_ctx = pad_cells(options.n_ctx)
+    n_ubatch = micro_batch(options)
     kv_cache_type = kv_cache_type or options.kv_cache_type
     n_layer = max(shape.n_layer, 1)
     gpu_layers = options.n_gpu_layers if offload else 0
@@ -212,13 +212,13 @@ def estimate_memory(
     on_device = n_layer if all_layers else min(gpu_layers, n_layer)
     first_device_layer = n_layer - on_device  # llama.cpp offloads the last layers first
 
-    swa_cells = min(n_ctx, _pad(shape.sliding_window + n_ubatch))
+    swa_cells = min(n_ctx, pad_cells(shape.sliding_window + n_ubatch))
     kv_host = kv_device = 0.0
     per_elem = KV_TYPE_BYTES[kv_cache_type]
     for layer, heads in enumerate(shape.kv_heads):
         sliding = not swa_full and layer < len(shape.swa_layers) and shape.swa_layers[layer]
         cells = swa_cells if sliding else n_ctx
-        size = heads * (shape.key_dim + shape.value_dim) * cells * per_elem
+        size = kv_layer_bytes(shape, heads, cells, per_elem)
         if layer >= first_device_layer and on_device:
             kv_device += size
         else:
@@ -234,7 +234,7 @@ def estimate_memory(
         host_weights = weights_bytes - device_weights
 
     logits_row = shape.n_vocab * 4
-    activations = n_ubatch * (4 * shape.n_embd + 3 * shape.n_ff) * 4
+    activations = activation_bytes(shape, n_ubatch)
     reserved = shape.n_vocab * n_ubatch * 4 + 4 * n_ubatch * shape.n_embd * 4
     output_buffer = logits_row  # llama.cpp's output buffer: one sequence's logits
     compute_host = activations + logits_row + output_buffer
@@ -387,8 +387,24 @@ def require_fit(check: MemoryCheck, what: str, force: bool = False) -> None:
     )
 
 
-def _pad(n: int) -> int:
+def pad_cells(n: int) -> int:
+    """`n` KV cells rounded up as llama.cpp allocates them."""
     return -(-n // KV_PAD) * KV_PAD
+
+
+def micro_batch(options: LoadOptions) -> int:
+    """The tokens one decode step computes at once (llama.cpp's n_ubatch, bounded by batch and context)."""
+    return min(options.n_ubatch or options.n_batch, options.n_batch, options.n_ctx)
+
+
+def activation_bytes(shape: ModelShape, n_ubatch: int) -> int:
+    """One micro-batch's activations on a device that computes layers."""
+    return n_ubatch * (4 * shape.n_embd + 3 * shape.n_ff) * 4
+
+
+def kv_layer_bytes(shape: ModelShape, heads: int, cells: int, per_elem: float) -> float:
+    """One layer's K and V cache for `cells` cells of `per_elem` bytes."""
+    return heads * (shape.key_dim + shape.value_dim) * cells * per_elem
 
 
 WORKER_BASE_BYTES = 1 << 30  # Python, llama.cpp's libraries and their heaps, beside the model

@@ -19,13 +19,16 @@ from ..runtime.rpc_client import ServerInfo
 from ..units import format_bytes
 from .hardware import Hardware
 from .preflight import (
-    KV_PAD,
     KV_TYPE_BYTES,
     RUNTIME_BASE_BYTES,
     VOCAB_BYTES_PER_TOKEN,
     InsufficientMemoryError,
     ModelShape,
+    activation_bytes,
+    kv_layer_bytes,
     layer_weights,
+    micro_batch,
+    pad_cells,
 )
 
 LOCAL = "CPU"
@@ -129,10 +132,9 @@ def check_split(
     shares += [0.0] * (len(remote) - len(shares))
     placed = assign_layers(shape.n_layer, options.n_gpu_layers, [float(s) for s in shares])
 
-    n_ctx = -(-options.n_ctx // KV_PAD) * KV_PAD  # llama.cpp pads the context to whole KV cells
-    n_ubatch = min(options.n_ubatch or options.n_batch, options.n_batch, options.n_ctx)
+    n_ctx = pad_cells(options.n_ctx)
     kv_elem = KV_TYPE_BYTES[options.kv_cache_type]
-    activations = n_ubatch * (4 * shape.n_embd + 3 * shape.n_ff) * 4  # one micro-batch's, per device
+    activations = activation_bytes(shape, micro_batch(options))  # per device that computes layers
     logits_row = shape.n_vocab * 4
     needed = [0] * (len(remote) + 1)  # index 0: this machine
     layers = [0] * (len(remote) + 1)
@@ -142,7 +144,7 @@ def check_split(
 
     for layer, heads in enumerate(shape.kv_heads):
         slot = slot_of(placed[layer])
-        needed[slot] += per_layer[layer] + int(heads * (shape.key_dim + shape.value_dim) * n_ctx * kv_elem)
+        needed[slot] += per_layer[layer] + int(kv_layer_bytes(shape, heads, n_ctx, kv_elem))
         layers[slot] += 1
     out_slot = slot_of(placed[-1])
     embeddings = sum(t.n_bytes for t in summary.tensors if t.name.startswith("token_embd"))
