@@ -213,8 +213,17 @@ def resolve_load_options(profile: HardwareProfile, explicit: dict[str, Any]) -> 
     extra_bufts, rpc_servers, tensor_split (the profile alone sets n_ubatch, flash_attn, use_mlock and
     kv_cache_type). With RPC servers and no GPU layers asked for, all layers go to the servers.
     """
-    known = {"n_ctx", "n_threads", "n_batch", "n_gpu_layers", "use_mmap", "extra_bufts"}
-    unknown = set(explicit) - known - {"rpc_servers", "tensor_split"}
+    known = {
+        "n_ctx",
+        "n_threads",
+        "n_batch",
+        "n_gpu_layers",
+        "use_mmap",
+        "extra_bufts",
+        "rpc_servers",
+        "tensor_split",
+    }
+    unknown = set(explicit) - known
     if unknown:
         raise TypeError(f"not LoadOptions fields: {', '.join(sorted(unknown))}")
 
