@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ondevice.manifest import QuantOverrides, imatrix_header
-from ondevice.runtime.lifeline import exit_with_parent, log_file
+from ondevice.runtime.lifeline import exit_with_parent, log_file, log_lines, stop_child
 
 from .quant_levels import Level
 from .quantize_options import TENSOR_TYPES, MatrixInput, QuantizeError
@@ -111,11 +111,7 @@ def _child_quantize(job: _Job) -> None:
 
 
 def _tail(log: Path, lines: int = 3) -> str:
-    try:
-        text = log.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return ""
-    kept = [line.strip() for line in text.splitlines() if line.strip() and not set(line.strip()) <= {"="}]
+    kept = [line for line in log_lines(log) if not set(line) <= {"="}]
     return " | ".join(kept[-lines:])
 
 
@@ -189,10 +185,5 @@ def quantize_file(
         found = _FALLBACK.search(log.read_text(encoding="utf-8", errors="replace"))
         return int(found.group(1)) if found else 0
     finally:
-        if child.is_alive():  # interrupted (Ctrl-C): the partial output is removed by our caller
-            child.terminate()
-            child.join(5)
-            if child.is_alive():
-                child.kill()
-                child.join()
+        stop_child(child)  # when interrupted (Ctrl-C): the partial output is removed by our caller
         log.unlink(missing_ok=True)

@@ -8,6 +8,7 @@ import multiprocessing as mp
 import os
 import tempfile
 import threading
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 
 from ..atomic import pid_alive
@@ -39,6 +40,24 @@ def log_file(kind: str) -> Path:
     fd, name = tempfile.mkstemp(prefix=f"ondevice-{kind}-{os.getpid()}-", suffix=".log")
     os.close(fd)
     return Path(name)
+
+
+def log_lines(path: str | Path) -> list[str]:
+    """A child's log, line by line, stripped, blank lines left out; [] when it cannot be read."""
+    with contextlib.suppress(OSError):
+        text = Path(path).read_text(encoding="utf-8", errors="replace")
+        return [line.strip() for line in text.splitlines() if line.strip()]
+    return []
+
+
+def stop_child(process: BaseProcess, grace: float = 5.0) -> None:
+    """End a child: SIGTERM, then SIGKILL when it has not ended within `grace` seconds."""
+    if process.is_alive():
+        process.terminate()
+        process.join(grace)
+    if process.is_alive():
+        process.kill()
+        process.join(grace)
 
 
 def sweep_logs() -> list[Path]:

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 
 from ..errors import OndeviceError
-from .lifeline import exit_with_parent, log_file
+from .lifeline import exit_with_parent, log_file, log_lines, stop_child
 from .rpc_client import DEFAULT_PORT, Endpoint, RpcError, ServerInfo, check_server
 
 START_TIMEOUT_S = 60.0
@@ -85,11 +85,8 @@ class RpcServer:
             time.sleep(0.1)
 
     def log_tail(self) -> str:
-        with contextlib.suppress(OSError):
-            lines = [line.strip() for line in self._log_path.read_text(errors="replace").splitlines()]
-            lines = [line for line in lines if line]
-            return lines[-1] if lines else "it exited without a message"
-        return "it exited without a message"
+        lines = log_lines(self._log_path)
+        return lines[-1] if lines else "it exited without a message"
 
     def wait(self, timeout: float | None = None) -> int | None:
         """Wait for the server to end (it runs until stopped); its exit code, None if still running."""
@@ -98,12 +95,7 @@ class RpcServer:
 
     def stop(self) -> None:
         """End the server (SIGTERM, then SIGKILL) and remove its log."""
-        if self.process.is_alive():
-            self.process.terminate()
-            self.process.join(timeout=5)
-        if self.process.is_alive():
-            self.process.kill()
-            self.process.join(timeout=5)
+        stop_child(self.process)
         with contextlib.suppress(OSError):
             self._log_path.unlink()
 

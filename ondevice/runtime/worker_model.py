@@ -23,7 +23,7 @@ import psutil
 from ..errors import PromptError, WorkerDied, WorkerError
 from . import extra_bufts
 from .backend import Backend, Event
-from .lifeline import log_file
+from .lifeline import log_file, log_lines
 from .protocol import (
     Ask,
     BenchRequest,
@@ -191,12 +191,9 @@ class WorkerModel(Backend):
         return [e for e in self.options.rpc_servers if not reachable(parse_endpoint(e), timeout=1.0)]
 
     def _log_tail(self) -> str:
-        with contextlib.suppress(OSError):
-            lines = [line.strip() for line in Path(self._log_path).read_text(errors="replace").splitlines()]
-            lines = [line for line in lines if line]
-            # Asserts name the build folder: ".../vendor/llama.cpp/src/a.cpp:1" -> "llama.cpp/src/a.cpp:1"
-            return _BUILD_PATH.sub("llama.cpp/", lines[-1])[:300] if lines else ""
-        return ""
+        lines = log_lines(self._log_path)
+        # Asserts name the build folder: ".../vendor/llama.cpp/src/a.cpp:1" -> "llama.cpp/src/a.cpp:1"
+        return _BUILD_PATH.sub("llama.cpp/", lines[-1])[:300] if lines else ""
 
     def _send(self, request: object, doing: str) -> None:
         try:
